@@ -1,0 +1,39 @@
+# virtio-lm: a QEMU 10.2.2 patch series.  See README.md.
+.PHONY: all deps base worktree build guest demo check export status checkpatch clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+base: deps
+	@scripts/base.sh
+
+worktree: base
+	@scripts/worktree.sh
+
+build: worktree
+	@scripts/build.sh
+
+guest: deps
+	@scripts/guest.sh
+
+# The main job: set up, build, and live-migrate a guest with I/O in flight.
+demo: build guest
+	@/usr/bin/python3 scripts/demo.py $(DEMO_ARGS)
+
+# The whole test suite (what CI runs).
+check: deps
+	@tests/run.sh
+
+export:
+	@scripts/export.sh
+
+status:
+	@scripts/status.sh
+
+checkpatch: base
+	@scripts/checkpatch.sh
+
+clean:
+	rm -rf build build.configure.log .cache/test-logs

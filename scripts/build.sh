@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Configure (once) and build the patched QEMU from the work tree, through
+# ccache, with only what the demo and the tests need:
+#   qemu-system-x86_64, qemu-img, qemu-storage-daemon, contrib/vhost-user-blk,
+#   the qtest binaries (qos-test, migration-test) and the qtest helpers.
+# BUILD_TARGETS=... overrides the ninja targets.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
+
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+export CCACHE_BASEDIR=$VLM_TOP
+export CCACHE_NOHASHDIR=1
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-6G}
+# Work trees are recreated with fresh mtimes; hash contents, not times.
+export CCACHE_SLOPPINESS=include_file_mtime,include_file_ctime,time_macros,pch_defines
+
+CONFIG_OPTS=(
+    --target-list=x86_64-softmmu
+    --python=/usr/bin/python3
+    --cc="ccache gcc" --host-cc="ccache gcc" --cxx="ccache g++"
+    --without-default-features
+    --enable-tools --enable-kvm --enable-tcg
+    --enable-vhost-user --enable-vhost-kernel --enable-vhost-net
+    --enable-vhost-vdpa --enable-vhost-user-blk-server
+    --enable-linux-aio --enable-cap-ng --enable-attr --enable-pixman
+    --enable-fdt=system --disable-docs --disable-rust
+    --disable-install-blobs
+    # Debian's seabios and ipxe-qemu provide the firmware at run time.
+    --firmwarepath=/usr/share/seabios:/usr/lib/ipxe/qemu:/usr/share/qemu
+)
+# Configuration is part of the build's identity: reconfigure when it changes.
+want="$(printf '%s\n' "${CONFIG_OPTS[@]}" ${VLM_EXTRA_CONFIG:-} | sha256sum)"
+if [ ! -f "$BUILD_DIR/build.ninja" ] || [ "$(cat "$BUILD_DIR/.vlm-config" 2>/dev/null)" != "$want" ]; then
+    rm -rf "$BUILD_DIR"
+    mkdir -p "$BUILD_DIR"
+    (cd "$BUILD_DIR" && "$WORK_TREE/configure" "${CONFIG_OPTS[@]}" ${VLM_EXTRA_CONFIG:-}) \
+        >"$BUILD_DIR.configure.log" 2>&1 ||
+        { tail -30 "$BUILD_DIR.configure.log"; die "configure failed (see $BUILD_DIR.configure.log)"; }
+    echo "$want" >"$BUILD_DIR/.vlm-config"
+fi
+
+TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
+    contrib/vhost-user-blk/vhost-user-blk
+    tests/qtest/qos-test tests/qtest/migration-test
+    storage-daemon/qemu-storage-daemon"}
+jobs=${VLM_JOBS:-$(nproc)}
+ninja -C "$BUILD_DIR" -j "$jobs" $TARGETS
+ccache -s 2>/dev/null | grep -E 'Hits|Misses' | tr -s ' ' | paste -sd' ' >&2 || true

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Run QEMU's scripts/checkpatch.pl (from the pristine base) over every patch
+# in patches/series.  Prints one line per patch; exits non-zero, naming the
+# patches, when any has an error or warning.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+"$VLM_TOP/scripts/base.sh"
+bad=()
+n=0
+while read -r p; do
+    n=$((n + 1))
+    [ -f "$PATCH_DIR/$p" ] || { echo "FAIL $p: listed in series but missing"; bad+=("$p"); continue; }
+    if out=$(cd "$BASE_DIR" && ./scripts/checkpatch.pl --color=never -q "$PATCH_DIR/$p" 2>&1); then
+        echo "ok   $p"
+    else
+        echo "FAIL $p"
+        echo "$out" | sed 's/^/     /'
+        bad+=("$p")
+    fi
+done < <(series_patches)
+# Patches not listed in the series are a mistake too.
+for f in "$PATCH_DIR"/*.patch; do
+    [ -e "$f" ] || continue
+    series_patches | grep -qxF "$(basename "$f")" ||
+        { echo "FAIL $(basename "$f"): not listed in patches/series"; bad+=("$(basename "$f")"); }
+done
+if [ ${#bad[@]} -gt 0 ]; then
+    die "checkpatch failed for: ${bad[*]}"
+fi
+note "$n patches pass checkpatch"

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The virtio-lm test command.  Runs, in order:
+#   series    checkpatch over patches/, the series applies to the pristine
+#             base with no fuzz, and the work tree matches patches/
+#   build     the patched QEMU (scripts/build.sh)
+#   project   the project's own tests (tests/test_*.py, pytest)
+#   qtest     the upstream qtests that guard what the series touches
+# One summary line per suite, then "N passed, N failed".  Non-zero on any
+# failure.  SUITES="series build" runs a subset; later suites need build.
+set -uo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/lib.sh"
+
+SUITES=${SUITES:-"series build project qtest"}
+LOGDIR=${VLM_LOGDIR:-$TOP/.cache/test-logs}
+mkdir -p "$LOGDIR"
+total_pass=0 total_fail=0
+summary=()
+
+record() { # suite pass fail [note]
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+    summary+=("$(printf '%-8s %4d passed, %d failed%s' "$1" "$2" "$3" "${4:+  ($4)}")")
+    printf '== %s: %d passed, %d failed%s\n' "$1" "$2" "$3" "${4:+  ($4)}"
+}
+
+suite_series() {
+    local pass=0 fail=0 log=$LOGDIR/series.log
+    : >"$log"
+    if "$TOP/scripts/checkpatch.sh" >>"$log" 2>&1; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1)); grep -E '^FAIL|checkpatch failed' "$log"
+    fi
+    # Apply the series to a scratch copy of the base: proves it applies with
+    # no fuzz, whatever the state of the developer's work tree.
+    local scratch
+    scratch=$(mktemp -d)
+    if WORK_TREE=$scratch/qemu "$TOP/scripts/worktree.sh" --force >>"$log" 2>&1; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1)); grep 'does not apply\|series names' "$log"
+    fi
+    rm -rf "$scratch"
+    if [ -d "$WORK_TREE/.git" ]; then
+        if "$TOP/scripts/status.sh" >>"$log" 2>&1; then
+            pass=$((pass + 1))
+        else
+            fail=$((fail + 1)); echo "work tree and patches/ differ:"; tail -5 "$log"
+        fi
+    else
+        "$TOP/scripts/worktree.sh" >>"$log" 2>&1 && pass=$((pass + 1)) || fail=$((fail + 1))
+    fi
+    record series $pass $fail
+}
+
+suite_build() {
+    local log=$LOGDIR/build.log
+    if "$TOP/scripts/build.sh" >"$log" 2>&1 && "$TOP/scripts/guest.sh" >>"$log" 2>&1; then
+        record build 1 0 "$(tail -1 "$log")"
+    else
+        tail -40 "$log"
+        record build 0 1 "see $log"
+        return 1
+    fi
+}
+
+suite_project() {
+    local log=$LOGDIR/project.log
+    (cd "$TOP/tests" && /usr/bin/python3 -m pytest -q -rfEs -p no:cacheprovider \
+        ${PYTEST_ARGS:-} .) >"$log" 2>&1
+    local rc=$? line pass fail
+    line=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$log" | tail -1)
+    pass=$(echo "$line" | grep -oE '[0-9]+ passed' | cut -d' ' -f1)
+    fail=0
+    for n in $(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | cut -d' ' -f1); do
+        fail=$((fail + n))
+    done
+    pass=${pass:-0}
+    if [ $rc -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+    [ $rc -ne 0 ] && tail -60 "$log"
+    record project "$pass" "$fail" "$(echo "$line" | tr -d '=' | sed 's/^ *//; s/ *$//')"
+}
+
+# Upstream qtests: qos-test paths (substring match on the qos graph paths)
+# and the migration-test quick set.
+QOS_PATTERNS=(
+    vhost-user-blk virtio-blk virtio-net vhost-user/ virtio-scsi
+)
+suite_qtest() {
+    local log=$LOGDIR/qtest.log pass=0 fail=0 b=$BUILD_DIR
+    : >"$log"
+    export QTEST_QEMU_BINARY=$b/qemu-system-x86_64
+    export QTEST_QEMU_IMG=$b/qemu-img
+    export QTEST_QEMU_STORAGE_DAEMON_BINARY=$b/storage-daemon/qemu-storage-daemon
+    export G_TEST_DBUS_DAEMON=/bin/true MALLOC_PERTURB_=$((RANDOM % 255 + 1))
+    local paths p
+    paths=$("$b/tests/qtest/qos-test" -l 2>/dev/null | grep -E "$(IFS='|'; echo "${QOS_PATTERNS[*]}")" || true)
+    [ -n "$paths" ] || { echo "no qos-test paths matched"; record qtest 0 1; return; }
+    for p in $paths; do
+        if timeout 300 "$b/tests/qtest/qos-test" --tap -k -p "$p" >>"$log" 2>&1; then :; fi
+    done
+    (cd "$b" && timeout 1500 ./tests/qtest/migration-test --tap -k -m quick) >>"$log" 2>&1
+    pass=$(grep -cE '^ok ' "$log")
+    fail=$(grep -E '^not ok ' "$log" | grep -cv '# SKIP')
+    grep -E '^not ok ' "$log" | grep -v '# SKIP' | head -20
+    local skip
+    skip=$(grep -cE '^ok .*# SKIP|^not ok .*# SKIP' "$log")
+    record qtest "$pass" "$fail" "$skip skipped"
+}
+
+for s in $SUITES; do
+    case $s in
+        series) suite_series ;;
+        build) suite_build || break ;;
+        project) suite_project ;;
+        qtest) suite_qtest ;;
+        *) echo "unknown suite $s"; total_fail=$((total_fail + 1)) ;;
+    esac
+done
+
+echo
+echo "summary:"
+printf '  %s\n' "${summary[@]}"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,280 @@
+"""Helpers for the virtio-lm tests, demo and benchmarks.
+
+Real processes only: qemu-system-x86_64, qemu-storage-daemon and the
+contrib back-ends from the build tree, driven over QMP with the client that
+ships in QEMU's python/ directory.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WORK_TREE = os.environ.get("WORK_TREE", os.path.join(TOP, "qemu"))
+BUILD = os.environ.get("BUILD_DIR", os.path.join(TOP, "build"))
+CACHE = os.environ.get("VLM_CACHE", os.path.join(TOP, ".cache"))
+sys.path.insert(0, os.path.join(WORK_TREE, "python"))
+
+from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
+
+QEMU = os.path.join(BUILD, "qemu-system-x86_64")
+QEMU_IMG = os.path.join(BUILD, "qemu-img")
+QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
+VUB = os.path.join(BUILD, "contrib", "vhost-user-blk", "vhost-user-blk")
+KERNEL = os.path.join(CACHE, "guest", "vmlinuz")
+INITRD = os.path.join(CACHE, "guest", "initramfs.gz")
+
+
+class TestError(Exception):
+    pass
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    """Poll pred() until it returns a true value; raise after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class Process:
+    """A child process with a QMP monitor on a UNIX socket."""
+
+    def __init__(self, name, workdir, argv, qmp_sock, log):
+        self.name = name
+        self.workdir = workdir
+        self.qmp_sock = qmp_sock
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=workdir, start_new_session=True)
+        self.qmp = None
+        self._connect()
+
+    def _connect(self):
+        def try_connect():
+            if self.proc.poll() is not None:
+                raise TestError("%s exited with %s:\n%s" %
+                                (self.name, self.proc.returncode, self.log()))
+            if not os.path.exists(self.qmp_sock):
+                return None
+            q = QEMUMonitorProtocol(self.qmp_sock)
+            try:
+                q.connect(negotiate=True)
+            except Exception:  # noqa: BLE001 - not listening yet
+                q.close()
+                return None
+            return q
+        self.qmp = wait_for(try_connect, 30, "%s QMP" % self.name)
+
+    def log(self):
+        self._log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def cmd(self, name, **args):
+        """Run a QMP command; raise TestError on an error reply."""
+        r = self.qmp.cmd_raw(name, args or None)
+        if "error" in r:
+            raise TestError("%s: %s failed: %s" % (self.name, name, r["error"]["desc"]))
+        return r["return"]
+
+    def cmd_raw(self, name, **args):
+        return self.qmp.cmd_raw(name, args or None)
+
+    def events(self, wait=False):
+        return self.qmp.get_events(wait=wait)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            try:
+                self.qmp.cmd_raw("quit")
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.qmp:
+            self.qmp.close()
+        self._log.close()
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(10)
+
+
+class StorageDaemon(Process):
+    """qemu-storage-daemon serving a vhost-user-blk export on a UNIX socket."""
+
+    def __init__(self, workdir, name, image, vhost_sock, iops=None,
+                 num_queues=1, extra_export=""):
+        qmp = os.path.join(workdir, name + ".qmp")
+        node = "file0"
+        argv = [QSD,
+                "--chardev", "socket,id=qmp0,path=%s,server=on,wait=off" % qmp,
+                "--monitor", "chardev=qmp0",
+                "--blockdev", "driver=file,node-name=%s,filename=%s,"
+                "cache.direct=on,aio=native,locking=off" % (node, image)]
+        if iops:
+            # A throttle group makes every request wait: requests really
+            # are in flight in the back-end for a while.
+            argv += ["--object", "throttle-group,id=tg0,x-iops-total=%d" % iops,
+                     "--blockdev", "driver=throttle,node-name=thr0,"
+                     "throttle-group=tg0,file=%s" % node]
+            node = "thr0"
+        argv += ["--export", "type=vhost-user-blk,id=exp0,node-name=%s,"
+                 "addr.type=unix,addr.path=%s,writable=on,num-queues=%d%s"
+                 % (node, vhost_sock, num_queues, extra_export)]
+        super().__init__(name, workdir, argv, qmp, os.path.join(workdir, name + ".log"))
+        self.vhost_sock = vhost_sock
+        self.node = node
+
+    def write_ops(self):
+        for dev in self.cmd("query-blockstats", **{"query-nodes": True}):
+            if dev.get("node-name") == "file0":
+                return dev["stats"]["wr_operations"]
+        return 0
+
+
+class Guest(Process):
+    """qemu-system-x86_64 running the test guest (tests/guest/) under TCG."""
+
+    def __init__(self, workdir, name, devices, mem="256M", incoming=False,
+                 run=None, args=(), extra=()):
+        qmp = os.path.join(workdir, name + ".qmp")
+        self.console_path = os.path.join(workdir, name + ".console")
+        argv = [QEMU, "-nodefaults", "-display", "none",
+                "-accel", "tcg", "-cpu", "max", "-m", mem,
+                # vhost-user needs guest RAM in shared memory.
+                "-object", "memory-backend-memfd,id=mem,size=%s,share=on" % mem,
+                "-machine", "pc,memory-backend=mem",
+                "-qmp", "unix:%s,server=on,wait=off" % qmp,
+                "-chardev", "file,id=con0,path=%s" % self.console_path,
+                "-serial", "chardev:con0",
+                "-kernel", KERNEL, "-initrd", INITRD,
+                "-append", "console=ttyS0 quiet panic=-1 vlm.run=%s vlm.args=%s"
+                % (run or "none", ",".join(str(a) for a in args))]
+        if incoming:
+            argv += ["-incoming", "defer"]
+        for d in devices:
+            argv += d
+        argv += list(extra)
+        super().__init__(name, workdir, argv, qmp, os.path.join(workdir, name + ".log"))
+
+    def console(self):
+        try:
+            with open(self.console_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def vlm_lines(self):
+        return [ln.strip()[5:] for ln in self.console().splitlines()
+                if ln.startswith("vlm: ")]
+
+    def wait_console(self, pattern, timeout):
+        rx = re.compile(pattern)
+
+        def found():
+            if not self.alive():
+                raise TestError("%s exited:\n%s\n%s" % (self.name, self.log(),
+                                                        self.console()[-2000:]))
+            for ln in self.vlm_lines():
+                m = rx.search(ln)
+                if m:
+                    return m
+            return None
+        return wait_for(found, timeout, "%r on %s console" % (pattern, self.name),
+                        interval=0.2)
+
+    def stats(self):
+        """[(t, inflight, completed writes)] from the writer workload."""
+        out = []
+        for ln in self.vlm_lines():
+            m = re.match(r"stat (\d+) inflight=(\d+) writes=(\d+)", ln)
+            if m:
+                out.append(tuple(int(x) for x in m.groups()))
+        return out
+
+
+def vhost_user_blk_device(sock, chardev="vub0", num_queues=1, extra=""):
+    return ["-chardev", "socket,id=%s,path=%s,reconnect-ms=1000" % (chardev, sock),
+            "-device", "vhost-user-blk-pci,id=blk0,chardev=%s,num-queues=%d%s"
+            % (chardev, num_queues, extra)]
+
+
+def create_image(path, size="64M"):
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "raw", path, size], check=True)
+
+
+def migrate(src, dst, uri, timeout=120, caps=()):
+    """Migrate src to dst (started with -incoming defer); return query-migrate."""
+    for c in caps:
+        for p in (src, dst):
+            p.cmd("migrate-set-capabilities",
+                  capabilities=[{"capability": c, "state": True}])
+    dst.cmd("migrate-incoming", uri=uri)
+    src.cmd("migrate", uri=uri)
+
+    def done():
+        info = src.cmd("query-migrate")
+        st = info.get("status")
+        if st in ("completed", "failed", "cancelled"):
+            return info
+        return None
+    return wait_for(done, timeout, "migration", interval=0.1)
+
+
+class Workdir:
+    """A temporary directory removed on exit unless VLM_KEEP is set."""
+
+    def __init__(self, prefix="vlm-"):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+        self.procs = []
+
+    def add(self, p):
+        self.procs.append(p)
+        return p
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for p in reversed(self.procs):
+            try:
+                p.kill()
+            finally:
+                try:
+                    p.stop()
+                except Exception:  # noqa: BLE001
+                    pass
+        if not os.environ.get("VLM_KEEP"):
+            shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+
+def short_dir():
+    """UNIX socket paths must stay under 108 bytes."""
+    d = tempfile.mkdtemp(prefix="vlm", dir="/tmp")
+    return d
+
+
+def dumps(obj):
+    return json.dumps(obj, indent=1, sort_keys=True)
