@@ -32,7 +32,8 @@ CONFIG_OPTS=(
 )
 # Configuration is part of the build's identity: reconfigure when it changes.
 want="$(printf '%s\n' "${CONFIG_OPTS[@]}" ${VLM_EXTRA_CONFIG:-} | sha256sum)"
-if [ ! -f "$BUILD_DIR/build.ninja" ] || [ "$(cat "$BUILD_DIR/.vlm-config" 2>/dev/null)" != "$want" ]; then
+if [ ! -f "$BUILD_DIR/build.ninja" ] ||
+   [ ! -f "$BUILD_DIR/pc-bios/optionrom/config.mak" ] || [ "$(cat "$BUILD_DIR/.vlm-config" 2>/dev/null)" != "$want" ]; then
     rm -rf "$BUILD_DIR"
     mkdir -p "$BUILD_DIR"
     (cd "$BUILD_DIR" && "$WORK_TREE/configure" "${CONFIG_OPTS[@]}" ${VLM_EXTRA_CONFIG:-}) \
@@ -47,4 +48,21 @@ TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
     storage-daemon/qemu-storage-daemon"}
 jobs=${VLM_JOBS:-$(nproc)}
 ninja -C "$BUILD_DIR" -j "$jobs" $TARGETS
+
+# The x86 option ROMs (linuxboot_dma.bin for -kernel, kvmvapic.bin, pvh.bin)
+# are not in Debian's +ds tarball: build them from source, as Debian does,
+# and put them where the build tree's binaries look for data files.
+[ -f "$BUILD_DIR/pc-bios/optionrom/config.mak" ] ||
+    die "configure found no i386 compiler for the option ROMs (gcc-multilib)"
+make -s -C "$BUILD_DIR/pc-bios/optionrom" >/dev/null
+datadir=$BUILD_DIR/qemu-bundle/usr/local/share/qemu
+mkdir -p "$datadir"
+for rom in "$BUILD_DIR"/pc-bios/optionrom/*.bin; do
+    ln -sf "$rom" "$datadir/"
+done
+# Binaries run from the build tree relocate --firmwarepath into qemu-bundle/,
+# so link Debian's seabios and ipxe-qemu firmware there too: no -L needed.
+for fw in /usr/share/seabios/* /usr/lib/ipxe/qemu/*; do
+    [ -e "$datadir/$(basename "$fw")" ] || ln -sf "$fw" "$datadir/"
+done
 ccache -s 2>/dev/null | grep -E 'Hits|Misses' | tr -s ' ' | paste -sd' ' >&2 || true

@@ -46,49 +46,50 @@ def run(args):
                                                                   extra=extra)],
                               incoming=True, run="writer",
                               args=(args.writers, args.seconds)))
-        before = src.stats()[-1]
-        src_ops_before = src_qsd.write_ops()
         info = vt.migrate(src, dst, "unix:%s" % os.path.join(d, "mig.sock"))
-        src_ops_at_switch = src_qsd.write_ops()
         status = info["status"]
         print("migration: %s, total %s ms, downtime %s ms" %
               (status, info.get("total-time"), info.get("downtime")))
         if status != "completed":
             print("migration error: %s" % info.get("error-desc"))
             return 1
-        # Give the destination time to finish the workload.
-        t_end = time.monotonic() + args.seconds + 30
+        # The source's last sample is the guest's state at switchover.
+        at_switch = src.stats()[-1]
+        # Follow the destination until the workload verifies its data, or
+        # until it makes no progress for stall_s seconds with I/O pending.
+        stall_s = 10
         verdict = None
-        while time.monotonic() < t_end:
-            lines = dst.vlm_lines()
-            v = [ln for ln in lines if ln.startswith("verify")]
+        last_change = time.monotonic()
+        prev = None
+        deadline = time.monotonic() + args.seconds + 60
+        while time.monotonic() < deadline and dst.alive():
+            v = [ln for ln in dst.vlm_lines() if ln.startswith("verify")]
             if v:
                 verdict = v[0]
                 break
-            if not dst.alive():
+            st = dst.stats()
+            cur = st[-1][2] if st else at_switch[2]
+            if cur != prev:
+                prev, last_change = cur, time.monotonic()
+            elif time.monotonic() - last_change > stall_s:
                 break
             time.sleep(0.5)
-        time.sleep(1)
-        src_ops_late = src_qsd.write_ops() - src_ops_at_switch
         dst_stats = dst.stats()
-        last = dst_stats[-1] if dst_stats else before
+        last = dst_stats[-1] if dst_stats else at_switch
         print()
-        print("report")
-        print("  in flight in the guest before migration : %d requests" % before[1])
-        print("  writes completed before migration       : %d" % before[2])
-        print("  source back-end writes after switchover : %d (completions with "
-              "nowhere to go)" % src_ops_late)
-        print("  on the destination, last sample          : inflight=%d writes=%d"
-              % (last[1], last[2]))
-        print("  destination back-end writes              : %d" % dst_qsd.write_ops())
+        print("report (guest block-layer counters, /sys/block/vda)")
+        print("  at switchover, in flight       : %d requests" % at_switch[1])
+        print("  at switchover, completed       : %d writes" % at_switch[2])
+        print("  completed on the destination   : %d writes" % (last[2] - at_switch[2]))
+        print("  still in flight at the end     : %d requests" % last[1])
         if verdict:
-            print("  guest verification                       : %s" % verdict)
+            print("  guest data verification        : %s" % verdict)
         else:
-            print("  guest verification                       : never reached - "
-                  "%d requests still in flight, the guest's I/O hangs" % last[1])
-        log = src_qsd.log().strip()
+            print("  guest data verification        : never reached: no write completed "
+                  "for %ds, the guest's I/O hangs" % stall_s)
+        log = [ln for ln in src_qsd.log().splitlines() if ln.strip()]
         if log:
-            print("  source back-end log: %s" % log.splitlines()[-1])
+            print("  source back-end says           : %s" % log[-1])
         ok = verdict is not None and verdict.startswith("verify ok")
         print()
         print("RESULT: %s" % ("no request lost" if ok else

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 PKGS=(
-    build-essential pkg-config ninja-build git dpkg-dev ccache
+    build-essential gcc-multilib pkg-config ninja-build git dpkg-dev ccache
     python3 python3-venv flex bison
     libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev
     libcap-ng-dev libattr1-dev libaio-dev

@@ -7,7 +7,8 @@ set -euo pipefail
 
 out=${1:-$PATCH_DIR}
 [ -d "$WORK_TREE/.git" ] || die "no work tree at $WORK_TREE (run scripts/worktree.sh)"
-if [ -n "$(git -C "$WORK_TREE" status --porcelain --untracked-files=no)" ]; then
+if [ -z "${VLM_ALLOW_DIRTY:-}" ] &&
+   [ -n "$(git -C "$WORK_TREE" status --porcelain --untracked-files=no)" ]; then
     die "the work tree has uncommitted changes; commit them first"
 fi
 

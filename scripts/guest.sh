@@ -40,8 +40,8 @@ for app in $("$r/bin/busybox" --list); do
     [ -e "$r/bin/$app" ] || ln -s busybox "$r/bin/$app"
 done
 # Order matters: each module before the ones that use it.
-mods="virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-      virtio_blk virtio_net failover net_failover virtio_console virtio_scsi
+mods="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
+      virtio_mmio virtio_blk failover net_failover virtio_net virtio_console virtio_scsi
       fuse virtiofs"
 : >"$r/lib/modules/load-order"
 for m in $mods; do

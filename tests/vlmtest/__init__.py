@@ -146,12 +146,6 @@ class StorageDaemon(Process):
         self.vhost_sock = vhost_sock
         self.node = node
 
-    def write_ops(self):
-        for dev in self.cmd("query-blockstats", **{"query-nodes": True}):
-            if dev.get("node-name") == "file0":
-                return dev["stats"]["wr_operations"]
-        return 0
-
 
 class Guest(Process):
     """qemu-system-x86_64 running the test guest (tests/guest/) under TCG."""

@@ -1,0 +1,150 @@
+"""The series tooling: round trip, and broken patches named by the checks."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from vlmtest import TOP
+
+SCRIPTS = os.path.join(TOP, "scripts")
+
+
+def sh(script, *args, env=None, check=True):
+    e = dict(os.environ)
+    e.update(env or {})
+    r = subprocess.run([os.path.join(SCRIPTS, script)] + list(args), env=e,
+                       capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError("%s failed:\n%s%s" % (script, r.stdout, r.stderr))
+    return r
+
+
+def series(d):
+    with open(os.path.join(d, "series")) as f:
+        return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """A work tree and a copy of patches/ outside the developer's tree."""
+    pdir = tmp_path / "patches"
+    shutil.copytree(os.path.join(TOP, "patches"), pdir)
+    env = {"PATCH_DIR": str(pdir), "WORK_TREE": str(tmp_path / "qemu")}
+    return tmp_path, pdir, env
+
+
+def test_round_trip(scratch):
+    tmp, pdir, env = scratch
+    sh("worktree.sh", "--force", env=env)
+    out = tmp / "exported"
+    sh("export.sh", str(out), env=env)
+    r = subprocess.run(["diff", "-r", str(pdir), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    # The work tree holds one commit per patch on top of the base.
+    n = subprocess.run(["git", "-C", env["WORK_TREE"], "rev-list", "--count",
+                        "vlm-base..HEAD"], capture_output=True, text=True, check=True)
+    assert int(n.stdout) == len(series(pdir))
+    assert sh("status.sh", env=env).returncode == 0
+
+
+def test_status_sees_unexported_work(scratch):
+    tmp, pdir, env = scratch
+    wt = env["WORK_TREE"]
+    sh("worktree.sh", "--force", env=env)
+    with open(os.path.join(wt, "README.rst"), "a") as f:
+        f.write("\nlocal change\n")
+    r = sh("status.sh", env=env, check=False)
+    assert r.returncode != 0 and "uncommitted" in r.stdout
+    subprocess.run(["git", "-C", wt, "commit", "-qam", "docs: local change\n\n"
+                    "Signed-off-by: T <t@example.org>"], check=True)
+    r = sh("status.sh", env=env, check=False)
+    assert r.returncode != 0 and "differ" in r.stdout
+    sh("export.sh", env=env)
+    assert sh("status.sh", env=env).returncode == 0
+    assert series(pdir)[-1].endswith("docs-local-change.patch")
+
+
+def add_patch(pdir, name, text):
+    with open(os.path.join(pdir, name), "w") as f:
+        f.write(text)
+    with open(os.path.join(pdir, "series"), "a") as f:
+        f.write(name + "\n")
+
+
+BAD_CONTEXT = """From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: T <t@example.org>
+Date: Mon, 1 Jan 2026 00:00:00 +0000
+Subject: [PATCH] virtio: a patch against code that is not there
+
+Signed-off-by: T <t@example.org>
+---
+ hw/virtio/virtio.c | 2 +-
+ 1 file changed, 1 insertion(+), 1 deletion(-)
+
+diff --git a/hw/virtio/virtio.c b/hw/virtio/virtio.c
+--- a/hw/virtio/virtio.c
++++ b/hw/virtio/virtio.c
+@@ -1,3 +1,3 @@
+ this line
+-is not
++was never
+ in the file
+"""
+
+BAD_STYLE = """From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: T <t@example.org>
+Date: Mon, 1 Jan 2026 00:00:00 +0000
+Subject: [PATCH] virtio: badly styled code
+
+Signed-off-by: T <t@example.org>
+---
+ hw/virtio/vlm-style.c | 4 ++++
+ 1 file changed, 4 insertions(+)
+ create mode 100644 hw/virtio/vlm-style.c
+
+diff --git a/hw/virtio/vlm-style.c b/hw/virtio/vlm-style.c
+new file mode 100644
+--- /dev/null
++++ b/hw/virtio/vlm-style.c
+@@ -0,0 +1,4 @@
++int f(int x) {
++\tif (x) return 1;
++    return 0;
++}
+"""
+
+
+def test_patch_that_does_not_apply_is_named(scratch):
+    tmp, pdir, env = scratch
+    add_patch(pdir, "9999-bad-context.patch", BAD_CONTEXT)
+    r = sh("worktree.sh", "--force", env=env, check=False)
+    assert r.returncode != 0
+    assert "9999-bad-context.patch does not apply" in r.stderr
+    # The test command's series suite fails the same way.
+    e = dict(os.environ, PATCH_DIR=str(pdir), WORK_TREE=str(tmp / "qemu"),
+             SUITES="series", VLM_LOGDIR=str(tmp / "logs"))
+    r = subprocess.run([os.path.join(TOP, "tests", "run.sh")], env=e,
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "9999-bad-context.patch" in r.stdout
+    assert r.stdout.strip().splitlines()[-1].endswith("failed")
+    assert " 0 failed" not in r.stdout.strip().splitlines()[-1]
+
+
+def test_checkpatch_failure_is_named(scratch):
+    tmp, pdir, env = scratch
+    add_patch(pdir, "9999-bad-style.patch", BAD_STYLE)
+    r = sh("checkpatch.sh", env=env, check=False)
+    assert r.returncode != 0
+    assert "FAIL 9999-bad-style.patch" in r.stdout
+    assert "checkpatch failed for: 9999-bad-style.patch" in r.stderr
+
+
+def test_unlisted_patch_is_an_error(scratch):
+    tmp, pdir, env = scratch
+    with open(os.path.join(pdir, "9999-stray.patch"), "w") as f:
+        f.write(BAD_STYLE)
+    r = sh("checkpatch.sh", env=env, check=False)
+    assert r.returncode != 0 and "not listed in patches/series" in r.stdout
