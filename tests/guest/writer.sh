@@ -1,5 +1,6 @@
 #!/bin/sh
-# Keep WRITERS O_DIRECT writers busy on /dev/vda for SECONDS seconds, each
+# After DELAY idle seconds, keep WRITERS O_DIRECT writers busy on /dev/vda
+# for SECONDS seconds, each
 # writing 4 KiB blocks stamped with (writer, sequence) to its own area, then
 # read every block back and verify it.  Prints, every half second, the
 # device's in-flight count and completed write requests:
@@ -8,10 +9,12 @@
 #   vlm: verify ok|bad <blocks checked> <mismatches>
 writers=${1:-16}
 seconds=${2:-20}
+delay=${3:-0}                # idle seconds before the writers start
 dev=/dev/vda
 blocks=64                    # blocks per writer area, reused round-robin
 [ -b $dev ] || { echo "vlm: no $dev"; exit 1; }
-echo "vlm: ready writers=$writers seconds=$seconds"
+echo "vlm: ready writers=$writers seconds=$seconds delay=$delay"
+[ "$delay" -gt 0 ] && { echo "vlm: idle"; sleep "$delay"; echo "vlm: start"; }
 
 stamp() { # writer seq -> 4 KiB block
     printf 'vlm-block w=%04d s=%08d\n' "$1" "$2" |

@@ -187,13 +187,14 @@ class Guest(Process):
         rx = re.compile(pattern)
 
         def found():
-            if not self.alive():
-                raise TestError("%s exited:\n%s\n%s" % (self.name, self.log(),
-                                                        self.console()[-2000:]))
+            dead = not self.alive()
             for ln in self.vlm_lines():
                 m = rx.search(ln)
                 if m:
                     return m
+            if dead:
+                raise TestError("%s exited:\n%s\n%s" % (self.name, self.log(),
+                                                        self.console()[-2000:]))
             return None
         return wait_for(found, timeout, "%r on %s console" % (pattern, self.name),
                         interval=0.2)
