@@ -44,7 +44,7 @@ fi
 
 TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
     contrib/vhost-user-blk/vhost-user-blk
-    tests/qtest/qos-test tests/qtest/migration-test
+    tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
     storage-daemon/qemu-storage-daemon"}
 jobs=${VLM_JOBS:-$(nproc)}
 ninja -C "$BUILD_DIR" -j "$jobs" $TARGETS

@@ -70,7 +70,8 @@ suite_project() {
     (cd "$TOP/tests" && /usr/bin/python3 -m pytest -q -rfEs -p no:cacheprovider \
         ${PYTEST_ARGS:-} .) >"$log" 2>&1
     local rc=$? line pass fail
-    line=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$log" | tail -1)
+    line=$(grep -E '^(=+ )?([0-9]+ (passed|failed|errors?|xfailed|xpassed|skipped)|no tests ran)' \
+           "$log" | tail -1)
     pass=$(echo "$line" | grep -oE '[0-9]+ passed' | cut -d' ' -f1)
     fail=0
     for n in $(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | cut -d' ' -f1); do
