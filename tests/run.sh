@@ -4,7 +4,8 @@
 #             base with no fuzz, and the work tree matches patches/
 #   build     the patched QEMU (scripts/build.sh)
 #   project   the project's own tests (tests/test_*.py, pytest)
-#   qtest     the upstream qtests that guard what the series touches
+#   qtest     the upstream qtests and unit tests that guard what the series
+#             touches
 # One summary line per suite, then "N passed, N failed".  Non-zero on any
 # failure.  SUITES="series build" runs a subset; later suites need build.
 set -uo pipefail
@@ -83,8 +84,8 @@ suite_project() {
     record project "$pass" "$fail" "$(echo "$line" | tr -d '=' | sed 's/^ *//; s/ *$//')"
 }
 
-# Upstream qtests: qos-test paths (substring match on the qos graph paths)
-# and the migration-test quick set.
+# Upstream tests: qos-test paths (substring match on the qos graph paths),
+# the migration-test quick set, and the VMState unit tests.
 QOS_PATTERNS=(
     vhost-user-blk virtio-blk virtio-net vhost-user/ virtio-scsi
 )
@@ -103,6 +104,7 @@ suite_qtest() {
         if timeout 300 "$b/tests/qtest/qos-test" --tap -k -p "$p" >>"$log" 2>&1; then :; fi
     done
     (cd "$b" && timeout 1500 ./tests/qtest/migration-test --tap -k -m quick) >>"$log" 2>&1
+    timeout 300 "$b/tests/unit/test-vmstate" --tap -k >>"$log" 2>&1
     pass=$(grep -E '^ok ' "$log" | grep -cv '# SKIP')
     fail=$(grep -E '^not ok ' "$log" | grep -cv '# SKIP')
     grep -E '^not ok ' "$log" | grep -v '# SKIP' | head -20
