@@ -7,7 +7,16 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-[ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
+# --base: build the unpatched base too (.cache/build-base), for the tests
+# of migration to and from an unpatched QEMU 10.2.2.
+if [ "${1:-}" = --base ]; then
+    "$VLM_TOP/scripts/base.sh"
+    WORK_TREE=$BASE_DIR
+    BUILD_DIR=$VLM_CACHE/build-base
+    BUILD_TARGETS=${BUILD_TARGETS:-qemu-system-x86_64}
+else
+    [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
+fi
 
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 export CCACHE_BASEDIR=$VLM_TOP
@@ -45,6 +54,7 @@ fi
 TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
     contrib/vhost-user-blk/vhost-user-blk
     tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
+    tests/qtest/virtio-blk-inflight-test
     storage-daemon/qemu-storage-daemon"}
 jobs=${VLM_JOBS:-$(nproc)}
 ninja -C "$BUILD_DIR" -j "$jobs" $TARGETS

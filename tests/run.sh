@@ -57,7 +57,8 @@ suite_series() {
 
 suite_build() {
     local log=$LOGDIR/build.log
-    if "$TOP/scripts/build.sh" >"$log" 2>&1 && "$TOP/scripts/guest.sh" >>"$log" 2>&1; then
+    if "$TOP/scripts/build.sh" >"$log" 2>&1 && "$TOP/scripts/build.sh" --base >>"$log" 2>&1 &&
+       "$TOP/scripts/guest.sh" >>"$log" 2>&1; then
         record build 1 0 "$(tail -1 "$log")"
     else
         tail -40 "$log"
@@ -105,6 +106,7 @@ suite_qtest() {
     done
     (cd "$b" && timeout 1500 ./tests/qtest/migration-test --tap -k -m quick) >>"$log" 2>&1
     timeout 300 "$b/tests/unit/test-vmstate" --tap -k >>"$log" 2>&1
+    timeout 600 "$b/tests/qtest/virtio-blk-inflight-test" --tap -k >>"$log" 2>&1
     pass=$(grep -E '^ok ' "$log" | grep -cv '# SKIP')
     fail=$(grep -E '^not ok ' "$log" | grep -cv '# SKIP')
     grep -E '^not ok ' "$log" | grep -v '# SKIP' | head -20

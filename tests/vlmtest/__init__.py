@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.join(WORK_TREE, "python"))
 from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 
 QEMU = os.path.join(BUILD, "qemu-system-x86_64")
+# The unpatched base, built by scripts/build.sh --base
+QEMU_BASE = os.path.join(CACHE, "build-base", "qemu-system-x86_64")
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
 QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
 VUB = os.path.join(BUILD, "contrib", "vhost-user-blk", "vhost-user-blk")
@@ -151,10 +153,10 @@ class Guest(Process):
     """qemu-system-x86_64 running the test guest (tests/guest/) under TCG."""
 
     def __init__(self, workdir, name, devices, mem="256M", incoming=False,
-                 run=None, args=(), extra=()):
+                 run=None, args=(), extra=(), binary=QEMU):
         qmp = os.path.join(workdir, name + ".qmp")
         self.console_path = os.path.join(workdir, name + ".console")
-        argv = [QEMU, "-nodefaults", "-display", "none",
+        argv = [binary, "-nodefaults", "-display", "none",
                 "-accel", "tcg", "-cpu", "max", "-m", mem,
                 # vhost-user needs guest RAM in shared memory.
                 "-object", "memory-backend-memfd,id=mem,size=%s,share=on" % mem,

@@ -1,0 +1,87 @@
+"""Migration between the patched QEMU and the unpatched QEMU 10.2.2 base.
+
+With the defaults, virtio-blk requests held in the device (werror=stop)
+migrate both ways in the legacy encoding.  With inflight-vmstate=on they
+travel in the "virtio/inflight" subsection, which an unpatched
+destination refuses: the migration fails cleanly, the source keeps its
+requests, and a retry to a patched destination completes them."""
+
+import os
+
+import pytest
+
+import vlmtest as vt
+from test_virtio_blk_inflight import blk
+
+WRITERS = 4
+
+pytestmark = pytest.mark.skipif(not os.path.exists(vt.QEMU_BASE),
+                                reason="no base build (scripts/build.sh --base)")
+
+
+def held_source(wd, img, binary, props=""):
+    src = wd.add(vt.Guest(wd.path, "src", [blk(img, True, props)], run="writer",
+                          args=(WRITERS, 3, 1), binary=binary))
+    vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
+                90, "the source to stop on the I/O error")
+    return src
+
+
+def destination(wd, img, name, binary, props=""):
+    return wd.add(vt.Guest(wd.path, name, [blk(img, False, props)], incoming=True,
+                           run="writer", args=(WRITERS, 3, 1), binary=binary))
+
+
+def finish(dst):
+    dst.cmd("cont")
+    m = dst.wait_console(r"^verify (\w+) (\d+)", 120)
+    assert m.group(1) == "ok", dst.console()[-3000:]
+    assert not any(ln.startswith("ioerr") for ln in dst.vlm_lines())
+
+
+@pytest.mark.parametrize("direction", ["patched-to-base", "base-to-patched"])
+def test_defaults_migrate_held_requests(direction):
+    s_bin, d_bin = ((vt.QEMU, vt.QEMU_BASE) if direction == "patched-to-base"
+                    else (vt.QEMU_BASE, vt.QEMU))
+    with vt.Workdir() as wd:
+        img = os.path.join(wd.path, "disk.img")
+        vt.create_image(img)
+        src = held_source(wd, img, s_bin)
+        dst = destination(wd, img, "dst", d_bin)
+        info = vt.migrate(src, dst, "unix:" + os.path.join(wd.path, "mig"))
+        assert info["status"] == "completed", info
+        finish(dst)
+
+
+def test_inflight_vmstate_idle_to_base():
+    """inflight-vmstate=on with nothing held sends no subsection."""
+    with vt.Workdir() as wd:
+        img = os.path.join(wd.path, "disk.img")
+        vt.create_image(img)
+        src = wd.add(vt.Guest(wd.path, "src", [blk(img, False, ",inflight-vmstate=on")],
+                              run="writer", args=(WRITERS, 3, 4)))
+        src.wait_console(r"^idle", 60)
+        dst = destination(wd, img, "dst", vt.QEMU_BASE)
+        info = vt.migrate(src, dst, "unix:" + os.path.join(wd.path, "mig"))
+        assert info["status"] == "completed", info
+        m = dst.wait_console(r"^verify (\w+)", 120)
+        assert m.group(1) == "ok"
+
+
+def test_inflight_vmstate_to_base_fails_cleanly_then_retry():
+    with vt.Workdir() as wd:
+        img = os.path.join(wd.path, "disk.img")
+        vt.create_image(img)
+        src = held_source(wd, img, vt.QEMU, ",inflight-vmstate=on")
+        old = destination(wd, img, "old", vt.QEMU_BASE)
+        info = vt.migrate(src, old, "unix:" + os.path.join(wd.path, "mig1"))
+        assert info["status"] == "failed", info
+        vt.wait_for(lambda: not old.alive(), 30, "the unpatched destination to exit")
+        assert "virtio/inflight" in old.log(), old.log()
+        # The source is intact: still stopped on the error, requests held.
+        assert src.alive()
+        assert src.cmd("query-status")["status"] == "io-error"
+        new = destination(wd, img, "new", vt.QEMU, ",inflight-vmstate=on")
+        info = vt.migrate(src, new, "unix:" + os.path.join(wd.path, "mig2"))
+        assert info["status"] == "completed", info
+        finish(new)
