@@ -1,5 +1,5 @@
 # virtio-lm: a QEMU 10.2.2 patch series.  See README.md.
-.PHONY: all deps base worktree build guest demo check export status checkpatch clean
+.PHONY: all deps base worktree build guest demo check export status checkpatch clean bench
 
 all: build
 
@@ -37,3 +37,7 @@ checkpatch: base
 
 clean:
 	rm -rf build build.configure.log .cache/test-logs
+
+# Benchmarks (print ratios from one run; not part of check)
+bench: build guest
+	@/usr/bin/python3 bench/inflight_stream_bytes.py
