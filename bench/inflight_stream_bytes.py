@@ -63,7 +63,7 @@ def main():
     # legacy encoding of the held elements.
     empty = (ne - ns) - sub_bytes
     legacy_elems = (le - ls) - empty
-    n_legacy = round(legacy_elems / (49164 + 1))
+    n_legacy = round(legacy_elems / (49168 + 1))
     segs = [nsegs for _, _, _, nsegs in s.elems]
     print("virtio-blk section of the migration stream, requests held by werror=stop")
     print()

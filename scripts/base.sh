@@ -79,6 +79,8 @@ fi
 (cd "$dl" && dpkg-source --no-check -q -x "$DEB_DSC" "$BASE_DIR.tmp" >/dev/null)
 # Debian's packaging and quilt state are not part of the base tree.
 rm -rf "$BASE_DIR.tmp/debian" "$BASE_DIR.tmp/.pc"
+# dpkg-source leaves a copy of the orig tarball beside the target directory.
+rm -f "$VLM_CACHE"/qemu_*.orig.tar.*
 mv "$BASE_DIR.tmp" "$BASE_DIR"
 echo "$want" >"$stamp"
 note "base unpacked in $BASE_DIR"

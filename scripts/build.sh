@@ -14,6 +14,13 @@ if [ "${1:-}" = --base ]; then
     WORK_TREE=$BASE_DIR
     BUILD_DIR=$VLM_CACHE/build-base
     BUILD_TARGETS=${BUILD_TARGETS:-qemu-system-x86_64}
+elif [ "${1:-}" = --asan ]; then
+    # --asan: the patched QEMU with AddressSanitizer (.cache/build-asan), for
+    # the tests that feed it malformed input.
+    [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
+    BUILD_DIR=$VLM_CACHE/build-asan
+    BUILD_TARGETS=${BUILD_TARGETS:-qemu-system-x86_64}
+    VLM_EXTRA_CONFIG="--enable-asan ${VLM_EXTRA_CONFIG:-}"
 else
     [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
 fi

@@ -4,6 +4,7 @@
 #             base with no fuzz, and the work tree matches patches/
 #   build     the patched QEMU (scripts/build.sh)
 #   project   the project's own tests (tests/test_*.py, pytest)
+#   asan      the malformed-stream corpus on an AddressSanitizer build
 #   qtest     the upstream qtests and unit tests that guard what the series
 #             touches
 # One summary line per suite, then "N passed, N failed".  Non-zero on any
@@ -12,7 +13,7 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-SUITES=${SUITES:-"series build project qtest"}
+SUITES=${SUITES:-"series build project asan qtest"}
 LOGDIR=${VLM_LOGDIR:-$TOP/.cache/test-logs}
 mkdir -p "$LOGDIR"
 total_pass=0 total_fail=0
@@ -85,6 +86,29 @@ suite_project() {
     record project "$pass" "$fail" "$(echo "$line" | tr -d '=' | sed 's/^ *//; s/ *$//')"
 }
 
+# The malformed-stream corpus again, on the AddressSanitizer build.
+suite_asan() {
+    local log=$LOGDIR/asan.log rc line pass fail n
+    if ! "$TOP/scripts/build.sh" --asan >"$log" 2>&1; then
+        tail -30 "$log"; record asan 0 1 "build failed, see $log"; return
+    fi
+    (cd "$TOP/tests" && VLM_QEMU=$VLM_CACHE/build-asan/qemu-system-x86_64 \
+        ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+        /usr/bin/python3 -m pytest -q -p no:cacheprovider test_inflight_stream.py) \
+        >>"$log" 2>&1
+    rc=$?
+    line=$(grep -E '^([0-9]+ (passed|failed|errors?)|no tests ran)' "$log" | tail -1)
+    pass=$(echo "$line" | grep -oE '[0-9]+ passed' | cut -d' ' -f1)
+    fail=0
+    for n in $(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | cut -d' ' -f1); do
+        fail=$((fail + n))
+    done
+    pass=${pass:-0}
+    if [ $rc -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+    [ $rc -ne 0 ] && tail -60 "$log"
+    record asan "$pass" "$fail" "$line"
+}
+
 # Upstream tests: qos-test paths (substring match on the qos graph paths),
 # the migration-test quick set, and the VMState unit tests.
 QOS_PATTERNS=(
@@ -120,6 +144,7 @@ for s in $SUITES; do
         series) suite_series ;;
         build) suite_build || break ;;
         project) suite_project ;;
+        asan) suite_asan ;;
         qtest) suite_qtest ;;
         *) echo "unknown suite $s"; total_fail=$((total_fail + 1)) ;;
     esac

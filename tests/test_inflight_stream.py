@@ -1,5 +1,6 @@
-"""Malformed "virtio/inflight" subsections: each fails the incoming
-migration with a clear error, and the destination does not crash.
+"""Malformed in-flight elements, in the "virtio/inflight" subsection and in
+the legacy VirtQueueElementOld encoding: each fails the incoming migration
+with a clear error, and the destination does not crash.
 
 A real stream is made once: a guest whose virtio-blk writes fail with
 werror=stop (so requests are held in the device) is migrated to a file
@@ -8,6 +9,7 @@ loads the result into a fresh destination with exit-on-error=false.
 """
 
 import os
+import re
 import struct
 
 import pytest
@@ -68,14 +70,10 @@ def put64(data, off, v):
     return data[:off] + struct.pack(">Q", v) + data[off + 8:]
 
 
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory):
-    d = vt.short_dir()
-    img = os.path.join(d, "disk.img")
-    vt.create_image(img)
-    out = str(tmp_path_factory.mktemp("stream") / "good.mig")
+def held_stream(d, img, out, props):
+    """Migrate a guest with virtio-blk requests held (werror=stop) to out."""
     with vt.Workdir() as wd:
-        src = wd.add(vt.Guest(wd.path, "src", [blk(img, True, PROPS)],
+        src = wd.add(vt.Guest(wd.path, "src", [blk(img, True, props)],
                               run="writer", args=(6, 3, 1)))
         vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
                     90, "the source to stop on the I/O error")
@@ -83,18 +81,27 @@ def stream(tmp_path_factory):
         vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
                     60, "migration to file")
     with open(out, "rb") as f:
-        s = Stream(f.read())
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    d = vt.short_dir()
+    img = os.path.join(d, "disk.img")
+    vt.create_image(img)
+    out = str(tmp_path_factory.mktemp("stream") / "good.mig")
+    s = Stream(held_stream(d, img, out, PROPS))
     assert s.version == 1 and s.nvqs == 1 and len(s.elems) >= 1, vars(s)
     return d, img, s
 
 
-def load(d, img, data, name):
+def load(d, img, data, name, props=PROPS):
     """Load data into a fresh destination; return (status, error, alive)."""
     path = os.path.join(d, name + ".mig")
     with open(path, "wb") as f:
         f.write(data)
     with vt.Workdir() as wd:
-        dst = wd.add(vt.Guest(wd.path, "dst", [blk(img, False, PROPS)], incoming=True))
+        dst = wd.add(vt.Guest(wd.path, "dst", [blk(img, False, props)], incoming=True))
         dst.cmd("migrate-incoming", uri="file:" + path, **{"exit-on-error": False})
 
         def done():
@@ -164,5 +171,67 @@ def test_malformed_stream_fails_cleanly(stream, case):
     assert status == "failed", err
     assert alive, "destination died:\n" + err
     assert "Assertion" not in err and "Segmentation" not in err, err
+    if expect:
+        assert expect in err, err
+
+
+# The legacy encoding: VirtQueueElementOld in host layout (x86-64: three
+# u32, 4 bytes of padding, in_addr[1024], out_addr[1024], in_sg[1024],
+# out_sg[1024]), after a 1 byte marker in virtio-blk's request list.
+OLD_IN_ADDR, OLD_OUT_ADDR, OLD_IN_SG, OLD_OUT_SG = 16, 8208, 16400, 32784
+LEGACY = ",inflight-vmstate=off"
+
+
+@pytest.fixture(scope="module")
+def legacy(tmp_path_factory):
+    d = vt.short_dir()
+    img = os.path.join(d, "disk.img")
+    vt.create_image(img)
+    out = str(tmp_path_factory.mktemp("stream") / "legacy.mig")
+    data = held_stream(d, img, out, LEGACY)
+    assert SUB not in data
+    dev = data.find(b"0000:00:04.0/virtio-blk")
+    # A block write: 2 device-readable segments, 1 device-writable.
+    m = re.compile(rb"\x01(.{4})\x02\x00\x00\x00\x01\x00\x00\x00",
+                   re.S).search(data, dev)
+    assert dev > 0 and m, "no legacy element in the stream"
+    return d, img, data, m.start() + 1
+
+
+LEGACY_CASES = {
+    "too-many-segments": (lambda d, e: put32le(d, e + 8, 2000), "segments"),
+    "no-segments": (lambda d, e: put32le(put32le(d, e + 4, 0), e + 8, 0),
+                    "has 0+0 segments"),
+    "seg-outside-ram": (lambda d, e: put64le(d, e + OLD_OUT_ADDR, 0xfff0000000),
+                        "is not in guest memory"),
+    "seg-len-huge": (lambda d, e: put64le(d, e + OLD_IN_SG + 8, 1 << 40),
+                     "is not in guest memory"),
+    "truncated": (lambda d, e: d[:e + 100], None),
+}
+
+
+def put32le(data, off, v):
+    return data[:off] + struct.pack("<I", v) + data[off + 4:]
+
+
+def put64le(data, off, v):
+    return data[:off] + struct.pack("<Q", v) + data[off + 8:]
+
+
+def test_legacy_good_stream_loads(legacy):
+    d, img, data, _ = legacy
+    status, err, alive = load(d, img, data, "legacy-good", LEGACY)
+    assert status == "completed", err
+    assert alive
+
+
+@pytest.mark.parametrize("case", sorted(LEGACY_CASES))
+def test_legacy_malformed_element_fails_cleanly(legacy, case):
+    d, img, data, e = legacy
+    mutate, expect = LEGACY_CASES[case]
+    status, err, alive = load(d, img, mutate(data, e), "legacy-" + case, LEGACY)
+    assert status == "failed", err
+    assert alive, "destination died:\n" + err
+    assert "Assertion" not in err, err
     if expect:
         assert expect in err, err

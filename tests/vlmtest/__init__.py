@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.join(WORK_TREE, "python"))
 
 from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 
-QEMU = os.path.join(BUILD, "qemu-system-x86_64")
+# VLM_QEMU runs the tests on another build of the patched QEMU (ASan).
+QEMU = os.environ.get("VLM_QEMU") or os.path.join(BUILD, "qemu-system-x86_64")
 # The unpatched base, built by scripts/build.sh --base
 QEMU_BASE = os.path.join(CACHE, "build-base", "qemu-system-x86_64")
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
