@@ -16,10 +16,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 git -C "$WORK_TREE" \
     -c diff.algorithm=myers -c diff.noprefix=false -c diff.mnemonicPrefix=false \
-    -c diff.renames=true -c format.signature= -c format.coverLetter=false \
-    -c format.headers= -c format.to= -c format.cc= -c format.thread=false \
+    -c diff.renames=true -c format.coverLetter=false -c format.thread=false \
     format-patch -q --no-numbered --zero-commit --no-signature --full-index \
-    --no-cover-letter --no-binary -o "$tmp" vlm-base..HEAD
+    --no-to --no-cc --no-add-header --no-cover-letter --no-binary \
+    -o "$tmp" vlm-base..HEAD
 # Binary patches would not survive review anyway.
 if grep -l '^GIT binary patch\|^Binary files' "$tmp"/*.patch 2>/dev/null; then
     die "binary diffs are not allowed in the series"

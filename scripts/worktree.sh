@@ -27,6 +27,9 @@ rm -rf "$WORK_TREE.tmp"
 cp -a "$BASE_DIR" "$WORK_TREE.tmp"
 rm -f "$WORK_TREE.tmp/.vlm-base"
 git_wt init -q -b master
+# Commits made by hand in the work tree carry the project's identity.
+git_wt config user.name "$GIT_AUTHOR_NAME"
+git_wt config user.email "$GIT_AUTHOR_EMAIL"
 git_wt add -A -f .
 git_wt commit -q --no-verify -m "QEMU $QEMU_VERSION (base of virtio-lm)"
 git_wt tag vlm-base
