@@ -93,7 +93,7 @@ suite_asan() {
         tail -30 "$log"; record asan 0 1 "build failed, see $log"; return
     fi
     (cd "$TOP/tests" && VLM_QEMU=$VLM_CACHE/build-asan/qemu-system-x86_64 \
-        ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         /usr/bin/python3 -m pytest -q -p no:cacheprovider test_inflight_stream.py) \
         >>"$log" 2>&1
     rc=$?

@@ -83,7 +83,8 @@ class Process:
         self.qmp = wait_for(try_connect, 30, "%s QMP" % self.name)
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -104,6 +105,8 @@ class Process:
         return self.proc.poll() is None
 
     def stop(self, timeout=10):
+        if self._log.closed:
+            return
         if self.proc.poll() is None:
             try:
                 self.qmp.cmd_raw("quit")
@@ -114,7 +117,10 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.kill()
         if self.qmp:
-            self.qmp.close()
+            try:
+                self.qmp.close()
+            except Exception:  # noqa: BLE001 - the peer quit first
+                pass
         self._log.close()
 
     def kill(self, sig=signal.SIGKILL):
@@ -255,14 +261,12 @@ class Workdir:
         return self
 
     def __exit__(self, *exc):
+        # Quit gracefully (sanitizers report at exit), kill what hangs.
         for p in reversed(self.procs):
             try:
+                p.stop()
+            except Exception:  # noqa: BLE001
                 p.kill()
-            finally:
-                try:
-                    p.stop()
-                except Exception:  # noqa: BLE001
-                    pass
         if not os.environ.get("VLM_KEEP"):
             shutil.rmtree(self.path, ignore_errors=True)
         return False
