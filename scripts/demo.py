@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""virtio-lm demonstration: live-migrate a guest whose vhost-user-blk disk
-has requests in flight.
+"""virtio-lm demonstration: live-migrate guests whose disks have requests in
+flight.
 
-Two qemu-system-x86_64 processes (source and destination) on this machine,
+Part 1, vhost-user-blk: two qemu-system-x86_64 processes (source and destination) on this machine,
 each with a vhost-user-blk-pci device served by its own qemu-storage-daemon
 on the same image (a throttle group makes every request take a while, so
 requests are really in flight in the back-end).  The guest (Debian's cloud
 kernel and a busybox initramfs) keeps O_DIRECT writers busy; the source is
 migrated over QMP while they are, and the report says what became of the
 requests that were in flight at switchover.
+
+Part 2, virtio-blk with inflight-vmstate=on: the guest's writes fail
+(werror=stop), the VM stops with the requests held in the device; it is
+migrated, the requests travel in the "virtio/inflight" subsection, and the
+destination completes them when the VM continues.
 """
 
 import argparse
@@ -18,6 +23,42 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import vlmtest as vt  # noqa: E402
+
+
+def run_held(args):
+    """Part 2: held virtio-blk requests through virtio/inflight."""
+    from test_virtio_blk_inflight import blk
+    props = ",inflight-vmstate=on"
+    with vt.Workdir() as wd:
+        d = wd.path
+        img = os.path.join(d, "disk.img")
+        vt.create_image(img)
+        src = wd.add(vt.Guest(d, "src", [blk(img, True, props)], run="writer",
+                              args=(args.writers, 3, 1)))
+        dst = wd.add(vt.Guest(d, "dst", [blk(img, False, props)], incoming=True,
+                              run="writer", args=(args.writers, 3, 1)))
+        vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
+                    120, "the source to stop on the I/O error")
+        info = vt.migrate(src, dst, "unix:" + os.path.join(d, "mig"),
+                          caps=("return-path",))
+        print("migration: %s, total %s ms, downtime %s ms" %
+              (info["status"], info.get("total-time"), info.get("downtime")))
+        if info["status"] != "completed":
+            return 1
+        dst.cmd("cont")
+        m = dst.wait_console(r"^verify (\w+) (\d+) (\d+)", 120)
+        st = dst.stats()
+        print()
+        print("report (guest block-layer counters, /sys/block/vda)")
+        print("  source                         : stopped on EIO (werror=stop) "
+              "with the failed writes held")
+        print("  completed on the destination   : %d writes" % (st[-1][2] if st else 0))
+        print("  guest data verification        : %s" % m.group(0))
+        ok = m.group(1) == "ok"
+        print()
+        print("RESULT: %s" % ("held requests completed on the destination" if ok
+                              else "data verification failed"))
+        return 0 if ok else 1
 
 
 def run(args):
@@ -100,13 +141,24 @@ def run(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("1", "2", "all"), default="all")
     ap.add_argument("--writers", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--iops", type=int, default=20)
     ap.add_argument("--expect-no-loss", action="store_true",
                     help="exit 1 when requests in flight at switchover are lost "
                     "(by default the demo reports what happened and exits 0)")
-    return run(ap.parse_args())
+    args = ap.parse_args()
+    rc = 0
+    if args.part in ("1", "all"):
+        print("== part 1: vhost-user-blk, requests in flight in the back-end")
+        rc |= run(args)
+    if args.part in ("2", "all"):
+        print()
+        print("== part 2: virtio-blk, requests held by werror=stop, "
+              "inflight-vmstate=on")
+        rc |= run_held(args)
+    return rc
 
 
 if __name__ == "__main__":
