@@ -68,11 +68,17 @@ suite_build() {
     fi
 }
 
-suite_project() {
-    local log=$LOGDIR/project.log
-    (cd "$TOP/tests" && /usr/bin/python3 -m pytest -q -rfEs -p no:cacheprovider \
-        ${PYTEST_ARGS:-} .) >"$log" 2>&1
-    local rc=$? line pass fail
+# Run pytest in tests/ (extra environment first, then pytest arguments),
+# appending to log, and record the result as suite $1.
+run_pytest() { # suite log [VAR=value ...] -- pytest-args...
+    local suite=$1 log=$2 rc line pass fail n
+    local -a envs=()
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+    shift
+    (cd "$TOP/tests" && env "${envs[@]}" /usr/bin/python3 -m pytest -q -rfEs \
+        -p no:cacheprovider "$@") >>"$log" 2>&1
+    rc=$?
     line=$(grep -E '^(=+ )?([0-9]+ (passed|failed|errors?|xfailed|xpassed|skipped)|no tests ran)' \
            "$log" | tail -1)
     pass=$(echo "$line" | grep -oE '[0-9]+ passed' | cut -d' ' -f1)
@@ -80,33 +86,26 @@ suite_project() {
     for n in $(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | cut -d' ' -f1); do
         fail=$((fail + n))
     done
-    pass=${pass:-0}
     if [ $rc -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
     [ $rc -ne 0 ] && tail -60 "$log"
-    record project "$pass" "$fail" "$(echo "$line" | tr -d '=' | sed 's/^ *//; s/ *$//')"
+    record "$suite" "${pass:-0}" "$fail" "$(echo "$line" | tr -d '=' | sed 's/^ *//; s/ *$//')"
+}
+
+suite_project() {
+    local log=$LOGDIR/project.log
+    : >"$log"
+    # shellcheck disable=SC2086
+    run_pytest project "$log" -- ${PYTEST_ARGS:-} .
 }
 
 # The malformed-stream corpus again, on the AddressSanitizer build.
 suite_asan() {
-    local log=$LOGDIR/asan.log rc line pass fail n
+    local log=$LOGDIR/asan.log
     if ! "$TOP/scripts/build.sh" --asan >"$log" 2>&1; then
         tail -30 "$log"; record asan 0 1 "build failed, see $log"; return
     fi
-    (cd "$TOP/tests" && VLM_QEMU=$VLM_CACHE/build-asan/qemu-system-x86_64 \
-        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-        /usr/bin/python3 -m pytest -q -p no:cacheprovider test_inflight_stream.py) \
-        >>"$log" 2>&1
-    rc=$?
-    line=$(grep -E '^([0-9]+ (passed|failed|errors?)|no tests ran)' "$log" | tail -1)
-    pass=$(echo "$line" | grep -oE '[0-9]+ passed' | cut -d' ' -f1)
-    fail=0
-    for n in $(echo "$line" | grep -oE '[0-9]+ (failed|errors?)' | cut -d' ' -f1); do
-        fail=$((fail + n))
-    done
-    pass=${pass:-0}
-    if [ $rc -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
-    [ $rc -ne 0 ] && tail -60 "$log"
-    record asan "$pass" "$fail" "$line"
+    run_pytest asan "$log" VLM_QEMU="$VLM_CACHE/build-asan/qemu-system-x86_64" \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 -- test_inflight_stream.py
 }
 
 # Upstream tests: qos-test paths (substring match on the qos graph paths),

@@ -84,13 +84,19 @@ def held_stream(d, img, out, props):
         return f.read()
 
 
-@pytest.fixture(scope="module")
-def stream(tmp_path_factory):
+def make_stream(tmp_path_factory, name, props):
+    """(directory, image, stream bytes) for a fresh held-request stream."""
     d = vt.short_dir()
     img = os.path.join(d, "disk.img")
     vt.create_image(img)
-    out = str(tmp_path_factory.mktemp("stream") / "good.mig")
-    s = Stream(held_stream(d, img, out, PROPS))
+    out = str(tmp_path_factory.mktemp("stream") / name)
+    return d, img, held_stream(d, img, out, props)
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    d, img, data = make_stream(tmp_path_factory, "good.mig", PROPS)
+    s = Stream(data)
     assert s.version == 1 and s.nvqs == 1 and len(s.elems) >= 1, vars(s)
     return d, img, s
 
@@ -190,11 +196,7 @@ LEGACY = ",inflight-vmstate=off"
 
 @pytest.fixture(scope="module")
 def legacy(tmp_path_factory):
-    d = vt.short_dir()
-    img = os.path.join(d, "disk.img")
-    vt.create_image(img)
-    out = str(tmp_path_factory.mktemp("stream") / "legacy.mig")
-    data = held_stream(d, img, out, LEGACY)
+    d, img, data = make_stream(tmp_path_factory, "legacy.mig", LEGACY)
     assert SUB not in data
     dev = data.find(b"0000:00:04.0/virtio-blk")
     # A block write: 2 device-readable segments, 1 device-writable.
