@@ -10,6 +10,7 @@ loads the result into a fresh destination with exit-on-error=false.
 
 import os
 import re
+import shutil
 import struct
 
 import pytest
@@ -84,9 +85,10 @@ def held_stream(d, img, out, props):
         return f.read()
 
 
-def make_stream(tmp_path_factory, name, props):
+def make_stream(request, tmp_path_factory, name, props):
     """(directory, image, stream bytes) for a fresh held-request stream."""
     d = vt.short_dir()
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
     img = os.path.join(d, "disk.img")
     vt.create_image(img)
     out = str(tmp_path_factory.mktemp("stream") / name)
@@ -94,8 +96,8 @@ def make_stream(tmp_path_factory, name, props):
 
 
 @pytest.fixture(scope="module")
-def stream(tmp_path_factory):
-    d, img, data = make_stream(tmp_path_factory, "good.mig", PROPS)
+def stream(request, tmp_path_factory):
+    d, img, data = make_stream(request, tmp_path_factory, "good.mig", PROPS)
     s = Stream(data)
     assert s.version == 1 and s.nvqs == 1 and len(s.elems) >= 1, vars(s)
     return d, img, s
@@ -195,8 +197,8 @@ LEGACY = ",inflight-vmstate=off"
 
 
 @pytest.fixture(scope="module")
-def legacy(tmp_path_factory):
-    d, img, data = make_stream(tmp_path_factory, "legacy.mig", LEGACY)
+def legacy(request, tmp_path_factory):
+    d, img, data = make_stream(request, tmp_path_factory, "legacy.mig", LEGACY)
     assert SUB not in data
     dev = data.find(b"0000:00:04.0/virtio-blk")
     # A block write: 2 device-readable segments, 1 device-writable.
