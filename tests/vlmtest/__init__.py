@@ -156,6 +156,48 @@ class StorageDaemon(Process):
         self.node = node
 
 
+class ContribBlk:
+    """contrib/vhost-user-blk serving an image on a UNIX socket; with
+    latency_ms, each request stays in flight in it that long."""
+
+    def __init__(self, workdir, name, image, vhost_sock, latency_ms=0):
+        self.name = name
+        self.vhost_sock = vhost_sock
+        self.log_path = os.path.join(workdir, name + ".log")
+        self._log = open(self.log_path, "wb")
+        argv = [VUB, "--socket-path", vhost_sock, "--blk-file", image,
+                "--latency", str(latency_ms)]
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(lambda: os.path.exists(vhost_sock) or not self.alive(), 10,
+                 "%s socket" % name)
+        if not self.alive():
+            raise TestError("%s exited:\n%s" % (name, self.log()))
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=10):
+        if self._log.closed:
+            return
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(10)
+
+
 class Guest(Process):
     """qemu-system-x86_64 running the test guest (tests/guest/) under TCG."""
 
