@@ -10,7 +10,6 @@ missed.
 """
 
 import os
-import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))

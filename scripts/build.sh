@@ -13,7 +13,7 @@ if [ "${1:-}" = --base ]; then
     "$VLM_TOP/scripts/base.sh"
     WORK_TREE=$BASE_DIR
     BUILD_DIR=$VLM_CACHE/build-base
-    BUILD_TARGETS=${BUILD_TARGETS:-qemu-system-x86_64}
+    BUILD_TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 storage-daemon/qemu-storage-daemon"}
 elif [ "${1:-}" = --asan ]; then
     # --asan: the patched QEMU with AddressSanitizer (.cache/build-asan), for
     # the tests that feed it malformed input.

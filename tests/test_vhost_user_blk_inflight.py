@@ -131,8 +131,10 @@ def test_destination_back_end_without_inflight_fd():
     completes its requests itself."""
     with vt.Workdir() as wd:
         s = Setup(wd)
+        # Unpatched 10.2.2's export has no INFLIGHT_SHMFD
         qsd = wd.add(vt.StorageDaemon(wd.path, "qsd", s.img,
-                                      os.path.join(wd.path, "qsd.sock")))
+                                      os.path.join(wd.path, "qsd.sock"),
+                                      binary=vt.QSD_BASE))
         _, dst = s.destination(backend=qsd)
         s.src.wait_console(r"^ready", 120)
         s.wait_in_flight(s.src)

@@ -28,6 +28,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol  # noqa: E402
 QEMU = os.environ.get("VLM_QEMU") or os.path.join(BUILD, "qemu-system-x86_64")
 # The unpatched base, built by scripts/build.sh --base
 QEMU_BASE = os.path.join(CACHE, "build-base", "qemu-system-x86_64")
+QSD_BASE = os.path.join(CACHE, "build-base", "storage-daemon", "qemu-storage-daemon")
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
 QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
 VUB = os.path.join(BUILD, "contrib", "vhost-user-blk", "vhost-user-blk")
@@ -133,10 +134,10 @@ class StorageDaemon(Process):
     """qemu-storage-daemon serving a vhost-user-blk export on a UNIX socket."""
 
     def __init__(self, workdir, name, image, vhost_sock, iops=None,
-                 num_queues=1, extra_export=""):
+                 num_queues=1, extra_export="", binary=QSD):
         qmp = os.path.join(workdir, name + ".qmp")
         node = "file0"
-        argv = [QSD,
+        argv = [binary,
                 "--chardev", "socket,id=qmp0,path=%s,server=on,wait=off" % qmp,
                 "--monitor", "chardev=qmp0",
                 "--blockdev", "driver=file,node-name=%s,filename=%s,"
