@@ -41,3 +41,4 @@ clean:
 # Benchmarks (print ratios from one run; not part of check)
 bench: build guest
 	@/usr/bin/python3 bench/inflight_stream_bytes.py
+	@/usr/bin/python3 bench/downtime_vhost_user_blk.py

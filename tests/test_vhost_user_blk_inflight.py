@@ -4,6 +4,7 @@ on contrib/vhost-user-blk with --latency, so that requests really stay in
 the back-end for a while."""
 
 import os
+import time
 
 import vlmtest as vt
 
@@ -176,3 +177,39 @@ def test_feature_off_drains():
         assert info["status"] == "completed", info
         assert_verified(dst)
         assert_no_panic(s.src_blk, dst_blk)
+
+
+def test_migrate_with_back_end_dead_fails_then_recovers():
+    """The VM is paused with requests in flight (the back-end suspends
+    them) and then the back-end dies: migrating it now would leave the
+    requests behind in the inflight region, so the migration fails with a
+    clear error.  Once a new back-end is up, the VM continues, the requests
+    are resubmitted from the region, and a migration succeeds."""
+    with vt.Workdir() as wd:
+        s = Setup(wd, seconds=12)
+        s.src.wait_console(r"^ready", 120)
+        s.wait_in_flight(s.src)
+        s.src.cmd("stop")
+        s.src_blk.kill()
+        vt.wait_for(lambda: "end-of-file" in s.src.log(), 30,
+                    "QEMU to see the back-end gone")
+        _, dst = s.destination()
+        info = vt.migrate(s.src, dst, "unix:" + os.path.join(wd.path, "mig"))
+        assert info["status"] == "failed", info
+        assert "back-end is disconnected" in s.src.log(), s.src.log()
+        assert s.src.cmd("query-status")["status"] == "paused"
+        dst.stop()
+        os.unlink(s.src_blk.vhost_sock)
+        wd.add(vt.ContribBlk(wd.path, "vub-restarted", s.img, s.src_blk.vhost_sock,
+                             LATENCY_MS))
+        time.sleep(3)  # reconnect-ms=1000
+        s.src.cmd("cont")
+        start = len(s.src.stats())
+        vt.wait_for(lambda: any(st[2] > 0 for st in s.src.stats()[start:]), 60,
+                    "writes completing again")
+        dst_blk2, dst2 = s.destination()
+        s.wait_in_flight(s.src)
+        info = vt.migrate(s.src, dst2, "unix:" + os.path.join(wd.path, "mig2"))
+        assert info["status"] == "completed", info
+        assert_verified(dst2)
+        assert_no_panic(dst_blk2)
