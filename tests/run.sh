@@ -4,7 +4,8 @@
 #             base with no fuzz, and the work tree matches patches/
 #   build     the patched QEMU (scripts/build.sh)
 #   project   the project's own tests (tests/test_*.py, pytest)
-#   asan      the malformed-stream corpus on an AddressSanitizer build
+#   asan      the malformed-stream corpora and the vhost-user-blk in-flight
+#             migration on an AddressSanitizer build
 #   qtest     the upstream qtests and unit tests that guard what the series
 #             touches
 # One summary line per suite, then "N passed, N failed".  Non-zero on any
@@ -105,7 +106,10 @@ suite_asan() {
         tail -30 "$log"; record asan 0 1 "build failed, see $log"; return
     fi
     run_pytest asan "$log" VLM_QEMU="$VLM_CACHE/build-asan/qemu-system-x86_64" \
-        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 -- test_inflight_stream.py
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 -- test_inflight_stream.py \
+        "test_virtio_serial_inflight.py::test_legacy_position_outside_element_fails_cleanly" \
+        "test_vhost_user_blk_inflight.py::test_migrate_with_requests_in_flight" \
+        "test_vhost_user_blk_inflight.py::test_cancel_at_switchover_resumes_source"
 }
 
 # Upstream tests: qos-test paths (substring match on the qos graph paths),

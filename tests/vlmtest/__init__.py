@@ -310,8 +310,12 @@ class Workdir:
                 p.stop()
             except Exception:  # noqa: BLE001
                 p.kill()
+        reports = [p.name for p in self.procs
+                   if "Sanitizer" in p.log()]
         if not os.environ.get("VLM_KEEP"):
             shutil.rmtree(self.path, ignore_errors=True)
+        if reports and exc[0] is None:
+            raise TestError("sanitizer reports from %s" % ", ".join(reports))
         return False
 
 
