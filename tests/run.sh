@@ -108,7 +108,7 @@ suite_asan() {
     run_pytest asan "$log" VLM_QEMU="$VLM_CACHE/build-asan/qemu-system-x86_64" \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 -- test_inflight_stream.py \
         "test_virtio_serial_inflight.py::test_legacy_position_outside_element_fails_cleanly" \
-        "test_vhost_user_blk_inflight.py::test_migrate_with_requests_in_flight" \
+        "test_vhost_user_blk_inflight.py::test_migrate_with_requests_in_flight[on]" \
         "test_vhost_user_blk_inflight.py::test_cancel_at_switchover_resumes_source"
 }
 
@@ -123,6 +123,7 @@ suite_qtest() {
     export QTEST_QEMU_BINARY=$b/qemu-system-x86_64
     export QTEST_QEMU_IMG=$b/qemu-img
     export QTEST_QEMU_STORAGE_DAEMON_BINARY=$b/storage-daemon/qemu-storage-daemon
+    export QTEST_VHOST_USER_BLK_BINARY=$b/contrib/vhost-user-blk/vhost-user-blk
     export PYTHON=/usr/bin/python3
     export G_TEST_DBUS_DAEMON=/bin/true MALLOC_PERTURB_=$((RANDOM % 255 + 1))
     local paths p
