@@ -41,8 +41,8 @@ for app in $("$r/bin/busybox" --list); do
 done
 # Order matters: each module before the ones that use it.
 mods="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-      virtio_mmio virtio_blk failover net_failover virtio_net virtio_console virtio_scsi
-      fuse virtiofs"
+      virtio_mmio virtio_blk failover net_failover virtio_net virtio_console
+      scsi_common scsi_mod virtio_scsi sd_mod fuse virtiofs"
 : >"$r/lib/modules/load-order"
 for m in $mods; do
     f=$(find "$out/kroot/lib/modules/$kver" -name "$m.ko*" | head -n1)

@@ -10,7 +10,8 @@
 writers=${1:-16}
 seconds=${2:-20}
 delay=${3:-0}                # idle seconds before the writers start
-dev=/dev/vda
+disk=${4:-vda}               # vda (virtio-blk) or sda (virtio-scsi)
+dev=/dev/$disk
 blocks=64                    # blocks per writer area, reused round-robin
 [ -b $dev ] || { echo "vlm: no $dev"; exit 1; }
 echo "vlm: ready writers=$writers seconds=$seconds delay=$delay"
@@ -34,9 +35,9 @@ i=0
 while [ $i -lt "$writers" ]; do writer $i & i=$((i + 1)); done
 t=0
 while [ $t -lt $((seconds * 2)) ]; do
-    set -- $(cat /sys/block/vda/inflight)
+    set -- $(cat /sys/block/$disk/inflight)
     inflight=$(( $1 + $2 ))
-    set -- $(cat /sys/block/vda/stat)
+    set -- $(cat /sys/block/$disk/stat)
     echo "vlm: stat $t inflight=$inflight writes=$5"
     sleep 0.5
     t=$((t + 1))
