@@ -11,8 +11,8 @@ import pytest
 import vlmtest as vt
 
 
-def blk(img, failing, props):
-    """virtio-blk-pci on img; writes fail with EIO when failing is set."""
+def disk(img, failing):
+    """Block node "disk" on img; its writes fail with EIO when failing."""
     args = ["-blockdev", "driver=file,node-name=f0,filename=%s,cache.direct=on" % img]
     node = "f0"
     if failing:
@@ -21,10 +21,14 @@ def blk(img, failing, props):
                  "inject-error.0.event=write_aio,inject-error.0.iotype=write,"
                  "inject-error.0.errno=5"]
         node = "dbg"
-    args += ["-blockdev", "driver=raw,node-name=disk,file=%s" % node,
-             "-device", "virtio-blk-pci,id=blk0,drive=disk,werror=stop,"
-             "addr=04.0%s" % props]
-    return args
+    return args + ["-blockdev", "driver=raw,node-name=disk,file=%s" % node]
+
+
+def blk(img, failing, props):
+    """virtio-blk-pci on img; writes fail with EIO when failing is set."""
+    return disk(img, failing) + [
+        "-device", "virtio-blk-pci,id=blk0,drive=disk,werror=stop,"
+        "addr=04.0%s" % props]
 
 
 @pytest.mark.parametrize("encoding", ["legacy", "vmstate"])

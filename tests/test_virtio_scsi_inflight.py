@@ -10,20 +10,14 @@ import os
 import pytest
 
 import vlmtest as vt
+from test_virtio_blk_inflight import disk
 
 
 def scsi(img, failing, props):
-    args = ["-blockdev", "driver=file,node-name=f0,filename=%s,cache.direct=on" % img]
-    node = "f0"
-    if failing:
-        args += ["-blockdev", "driver=blkdebug,node-name=dbg,image=f0,"
-                 "inject-error.0.event=write_aio,inject-error.0.iotype=write,"
-                 "inject-error.0.errno=5"]
-        node = "dbg"
-    args += ["-blockdev", "driver=raw,node-name=disk,file=%s" % node,
-             "-device", "virtio-scsi-pci,id=scsi0,addr=04.0%s" % props,
-             "-device", "scsi-hd,drive=disk,bus=scsi0.0,werror=stop"]
-    return args
+    """scsi-hd on img behind virtio-scsi-pci; writes fail when failing."""
+    return disk(img, failing) + [
+        "-device", "virtio-scsi-pci,id=scsi0,addr=04.0%s" % props,
+        "-device", "scsi-hd,drive=disk,bus=scsi0.0,werror=stop"]
 
 
 @pytest.mark.parametrize("encoding", ["legacy", "vmstate"])
