@@ -32,6 +32,8 @@ QSD_BASE = os.path.join(CACHE, "build-base", "storage-daemon", "qemu-storage-dae
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
 QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
 VUB = os.path.join(BUILD, "contrib", "vhost-user-blk", "vhost-user-blk")
+# The real vhost-user-fs back-end, built by scripts/virtiofsd.sh
+VIRTIOFSD = os.path.join(CACHE, "virtiofsd", "virtiofsd")
 KERNEL = os.path.join(CACHE, "guest", "vmlinuz")
 INITRD = os.path.join(CACHE, "guest", "initramfs.gz")
 
@@ -161,13 +163,14 @@ class ContribBlk:
     """contrib/vhost-user-blk serving an image on a UNIX socket; with
     latency_ms, each request stays in flight in it that long."""
 
-    def __init__(self, workdir, name, image, vhost_sock, latency_ms=0):
+    def __init__(self, workdir, name, image, vhost_sock, latency_ms=0,
+                 extra=()):
         self.name = name
         self.vhost_sock = vhost_sock
         self.log_path = os.path.join(workdir, name + ".log")
         self._log = open(self.log_path, "wb")
         argv = [VUB, "--socket-path", vhost_sock, "--blk-file", image,
-                "--latency", str(latency_ms)]
+                "--latency", str(latency_ms)] + list(extra)
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         wait_for(lambda: os.path.exists(vhost_sock) or not self.alive(), 10,
@@ -197,6 +200,25 @@ class ContribBlk:
         if self.alive():
             os.killpg(self.proc.pid, sig)
             self.proc.wait(10)
+
+
+class Virtiofsd(ContribBlk):
+    """virtiofsd serving shared_dir on a UNIX socket, unprivileged (no
+    sandbox, no seccomp), with its migration options in extra."""
+
+    def __init__(self, workdir, name, shared_dir, vhost_sock, extra=()):
+        self.name = name
+        self.vhost_sock = vhost_sock
+        self.log_path = os.path.join(workdir, name + ".log")
+        self._log = open(self.log_path, "wb")
+        argv = [VIRTIOFSD, "--socket-path", vhost_sock, "--shared-dir", shared_dir,
+                "--sandbox", "none", "--seccomp", "none"] + list(extra)
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(lambda: os.path.exists(vhost_sock) or not self.alive(), 10,
+                 "%s socket" % name)
+        if not self.alive():
+            raise TestError("%s exited:\n%s" % (name, self.log()))
 
 
 class Guest(Process):
@@ -265,6 +287,11 @@ def vhost_user_blk_device(sock, chardev="vub0", num_queues=1, extra=""):
     return ["-chardev", "socket,id=%s,path=%s,reconnect-ms=1000" % (chardev, sock),
             "-device", "vhost-user-blk-pci,id=blk0,chardev=%s,num-queues=%d%s"
             % (chardev, num_queues, extra)]
+
+
+def vhost_user_fs_device(sock, tag, chardev="vuf0"):
+    return ["-chardev", "socket,id=%s,path=%s" % (chardev, sock),
+            "-device", "vhost-user-fs-pci,id=fs0,chardev=%s,tag=%s" % (chardev, tag)]
 
 
 def create_image(path, size="64M"):
