@@ -4,7 +4,8 @@ with --state-size (a pseudo-random state that libvhost-user transfers and
 the back-end logs with its SHA-256) and --state-fault (the first transfer
 fails the way a faulty back-end would).
 
-The guest idles: what matters is the back-end state, not its I/O."""
+The VMs run only their firmware: what matters is the back-end state, not
+guest I/O."""
 
 import os
 import re
@@ -45,7 +46,7 @@ class Setup:
                                     src_extra)
                        for i, size in enumerate(sizes)]
         self.src = wd.add(vt.Guest(wd.path, "src", self.devices(self.src_be, props),
-                                   mem="128M"))
+                                   mem="128M", kernel=False))
         self.dst = None
         if start_dst:
             self.start_destination(dst_fault, props if dst_props is None else dst_props,
@@ -80,7 +81,7 @@ class Setup:
             devs = [[a.replace(",x-state-transfer-timeout=%d" % self.timeout_ms, "")
                      for a in d] for d in devs]
         self.dst = self.wd.add(vt.Guest(self.wd.path, "dst%d" % n, devs, mem="128M",
-                                        incoming=True, binary=binary))
+                                        incoming=True, binary=binary, kernel=False))
         return self.dst
 
     def migrate(self, timeout=120):
