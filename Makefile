@@ -1,5 +1,5 @@
 # virtio-lm: a QEMU 10.2.2 patch series.  See README.md.
-.PHONY: all deps base worktree build guest demo check export status checkpatch clean bench
+.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch clean bench
 
 all: build
 
@@ -17,6 +17,11 @@ build: worktree
 
 guest: deps
 	@scripts/guest.sh
+
+# The real vhost-user-fs back-end (virtiofsd 1.13.2, built from Debian's
+# crates) for the virtiofs migration tests.
+virtiofsd: deps
+	@scripts/virtiofsd.sh
 
 # The main job: set up, build, and live-migrate a guest with I/O in flight.
 demo: build guest

@@ -16,10 +16,11 @@ if [ "${1:-}" = --base ]; then
     BUILD_TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 storage-daemon/qemu-storage-daemon"}
 elif [ "${1:-}" = --asan ]; then
     # --asan: the patched QEMU with AddressSanitizer (.cache/build-asan), for
-    # the tests that feed it malformed input.
+    # the tests that feed it malformed input, and libvhost-user in
+    # contrib/vhost-user-blk for the back-end state tests.
     [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
     BUILD_DIR=$VLM_CACHE/build-asan
-    BUILD_TARGETS=${BUILD_TARGETS:-qemu-system-x86_64}
+    BUILD_TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 contrib/vhost-user-blk/vhost-user-blk"}
     VLM_EXTRA_CONFIG="--enable-asan ${VLM_EXTRA_CONFIG:-}"
 else
     [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"

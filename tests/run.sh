@@ -3,9 +3,11 @@
 #   series    checkpatch over patches/, the series applies to the pristine
 #             base with no fuzz, and the work tree matches patches/
 #   build     the patched QEMU (scripts/build.sh)
-#   project   the project's own tests (tests/test_*.py, pytest)
-#   asan      the malformed-stream corpora and the vhost-user-blk in-flight
-#             migration on an AddressSanitizer build
+#   project   the project's own tests (tests/test_*.py, pytest), after
+#             building virtiofsd (scripts/virtiofsd.sh) once
+#   asan      the malformed-stream corpora, the vhost-user-blk in-flight
+#             migration and the back-end state tests (QEMU and libvhost-user)
+#             on an AddressSanitizer build
 #   qtest     the upstream qtests and unit tests that guard what the series
 #             touches
 # One summary line per suite, then "N passed, N failed".  Non-zero on any
@@ -95,6 +97,12 @@ run_pytest() { # suite log [VAR=value ...] -- pytest-args...
 suite_project() {
     local log=$LOGDIR/project.log
     : >"$log"
+    # virtiofsd for test_virtiofs_migration.py (built once; without it those
+    # tests fail and say so).
+    if ! "$TOP/scripts/virtiofsd.sh" >>"$log" 2>&1; then
+        tail -20 "$log"
+        echo "virtiofsd build failed, see $log"
+    fi
     # shellcheck disable=SC2086
     run_pytest project "$log" -- ${PYTEST_ARGS:-} .
 }
@@ -106,7 +114,9 @@ suite_asan() {
         tail -30 "$log"; record asan 0 1 "build failed, see $log"; return
     fi
     run_pytest asan "$log" VLM_QEMU="$VLM_CACHE/build-asan/qemu-system-x86_64" \
+        VLM_VUB="$VLM_CACHE/build-asan/contrib/vhost-user-blk/vhost-user-blk" \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 -- test_inflight_stream.py \
+        test_backend_state.py \
         "test_virtio_serial_inflight.py::test_legacy_position_outside_element_fails_cleanly" \
         "test_vhost_user_blk_inflight.py::test_migrate_with_requests_in_flight[on]" \
         "test_vhost_user_blk_inflight.py::test_cancel_at_switchover_resumes_source"

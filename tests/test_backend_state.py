@@ -375,3 +375,55 @@ def test_corrupt_state_in_stream_fails_load(corruption, message):
         assert message in log, log
         # Whatever reached the back-end was not taken as a state.
         assert not [x for x in states(s.dst_be[0]) if x[0] == "loaded"]
+
+
+# vhost-user-fs: migration=internal|external
+
+def fs_vm(wd, name, sock, migration):
+    dev = ["-chardev", "socket,id=vuf0,path=%s" % sock,
+           "-device", "vhost-user-fs-pci,id=fs0,chardev=vuf0,tag=vlmfs,"
+           "migration=%s" % migration]
+    return wd.add(vt.Guest(wd.path, name, [dev], mem="128M", kernel=False))
+
+
+@pytest.mark.parametrize("migration", ["internal", "external"])
+def test_fs_backend_without_the_feature(migration):
+    """A vhost-user back-end without DEVICE_STATE (contrib/vhost-user-blk
+    here: vhost-user-fs only needs a vhost-user peer for this): internal
+    blocks migration up front, naming the device; external migrates."""
+    with vt.Workdir() as wd:
+        img = os.path.join(wd.path, "disk.img")
+        vt.create_image(img, "1M")
+        be = wd.add(vt.ContribBlk(wd.path, "be", img, os.path.join(wd.path, "be.sock")))
+        src = fs_vm(wd, "src", be.vhost_sock, migration)
+        r = src.cmd_raw("migrate", uri="file:" + os.path.join(wd.path, "s.mig"))
+        if migration == "internal":
+            assert "error" in r, r
+            desc = r["error"]["desc"]
+            assert "cannot migrate its state" in desc and "/fs0/" in desc, desc
+            assert src.cmd("query-status")["status"] == "running"
+        else:
+            assert "error" not in r, r
+            vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
+                        60, "migration")
+
+
+@pytest.mark.parametrize("migration", ["internal", "external"])
+def test_fs_state_in_stream_only_when_internal(migration):
+    """With virtiofsd, which has the feature: the vhost-user-fs-backend
+    subsection is in the stream with internal, and not with external."""
+    if not os.access(vt.VIRTIOFSD, os.X_OK):
+        pytest.fail("no %s: run scripts/virtiofsd.sh (make virtiofsd)" % vt.VIRTIOFSD)
+    with vt.Workdir() as wd:
+        share = os.path.join(wd.path, "share")
+        os.mkdir(share)
+        fsd = wd.add(vt.Virtiofsd(wd.path, "vfs", share,
+                                  os.path.join(wd.path, "vfs.sock")))
+        src = fs_vm(wd, "src", fsd.vhost_sock, migration)
+        path = os.path.join(wd.path, "s.mig")
+        src.cmd("migrate", uri="file:" + path)
+        vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
+                    60, "migration")
+        with open(path, "rb") as f:
+            stream = f.read()
+        assert (b"vhost-user-fs-backend" in stream) == (migration == "internal")

@@ -31,7 +31,9 @@ QEMU_BASE = os.path.join(CACHE, "build-base", "qemu-system-x86_64")
 QSD_BASE = os.path.join(CACHE, "build-base", "storage-daemon", "qemu-storage-daemon")
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
 QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
-VUB = os.path.join(BUILD, "contrib", "vhost-user-blk", "vhost-user-blk")
+# VLM_VUB runs the tests on another build of contrib/vhost-user-blk (ASan).
+VUB = os.environ.get("VLM_VUB") or os.path.join(BUILD, "contrib", "vhost-user-blk",
+                                                "vhost-user-blk")
 # The real vhost-user-fs back-end, built by scripts/virtiofsd.sh
 VIRTIOFSD = os.path.join(CACHE, "virtiofsd", "virtiofsd")
 KERNEL = os.path.join(CACHE, "guest", "vmlinuz")
