@@ -42,7 +42,7 @@ def vm(wd, name, sock, incoming=False):
            "-device", "vhost-user-blk-pci,id=blk0,chardev=vub0,"
            "backend-state=on,x-state-transfer-timeout=120000"]
     return wd.add(vt.Guest(wd.path, name, [dev], mem="128M", incoming=incoming,
-                           kernel=False))
+                           kernel=False, binary=vt.QEMU))
 
 
 def event_time(p, name, timeout=120):

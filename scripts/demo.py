@@ -18,6 +18,12 @@ a throttle group, with inflight-migration=on.  Unpatched 10.2.2 lost the
 requests in flight at switchover there (the source daemon logged
 "vu_panic: Error writing eventfd" and the guest hung on the destination).
 
+Part 4, vhost-user-blk with inflight-migration=on and backend-state=on:
+as part 1, and the source back-end also holds internal state (--state-size,
+a pseudo-random blob standing for a cache or sessions), which QEMU takes
+from it over VHOST_USER_PROTOCOL_F_DEVICE_STATE at switchover and hands to
+the destination's; the report compares the two back-ends' SHA-256.
+
 Part 2, virtio-blk with inflight-vmstate=on: the guest's writes fail
 (werror=stop), the VM stops with the requests held in the device; it is
 migrated, the requests travel in the "virtio/inflight" subsection, and the
@@ -69,22 +75,33 @@ def run_held(args):
         return 0 if ok else 1
 
 
-def backend(wd, kind, img, name, args):
+def backend(wd, kind, img, name, args, state=None):
     sock = os.path.join(wd.path, name + ".sock")
     if kind == "qsd":
         return wd.add(vt.StorageDaemon(wd.path, name, img, sock, iops=args.iops))
-    return wd.add(vt.ContribBlk(wd.path, name, img, sock, args.latency))
+    extra = []
+    if state is not None:
+        extra = ["--state-size", str(state[0]), "--state-seed", str(state[1])]
+    return wd.add(vt.ContribBlk(wd.path, name, img, sock, args.latency, extra=extra))
 
 
-def run(args, kind="contrib", inflight_migration=True):
+def state_lines(b, what):
+    return [ln for ln in b.log().splitlines() if "state %s:" % what in ln]
+
+
+def run(args, kind="contrib", inflight_migration=True, state_mib=0):
     wd = vt.Workdir()
     with wd:
         d = wd.path
         img = os.path.join(d, "disk.img")
         vt.create_image(img)
         extra = ",inflight-migration=on" if inflight_migration else ""
-        src_b = backend(wd, kind, img, "src-backend", args)
-        dst_b = backend(wd, kind, img, "dst-backend", args)
+        if state_mib:
+            extra += ",backend-state=on"
+        src_b = backend(wd, kind, img, "src-backend", args,
+                        (state_mib << 20, 1) if state_mib else None)
+        dst_b = backend(wd, kind, img, "dst-backend", args,
+                        (0, 2) if state_mib else None)
         t0 = time.monotonic()
         src = wd.add(vt.Guest(d, "src", [vt.vhost_user_blk_device(src_b.vhost_sock,
                                                                   extra=extra)],
@@ -145,10 +162,22 @@ def run(args, kind="contrib", inflight_migration=True):
         else:
             print("  guest data verification        : never reached: no progress "
                   "for %ds, the guest's I/O hangs" % stall_s)
-        log = [ln for ln in src_b.log().splitlines() if ln.strip()]
+        log = [ln for ln in src_b.log().splitlines()
+               if ln.strip() and "state" not in ln]
         if log:
             print("  source back-end says           : %s" % log[-1])
         ok = verdict is not None and verdict.startswith("verify ok")
+        if state_mib:
+            saved = state_lines(src_b, "saved")
+            loaded = vt.wait_for(lambda: state_lines(dst_b, "loaded"), 60,
+                                 "the destination back-end's state")
+            same = bool(saved) and saved[-1].split("state saved:")[1] == \
+                loaded[-1].split("state loaded:")[1]
+            print("  back-end state, source         : %s" % saved[-1].split(": ", 1)[1])
+            print("  back-end state, destination    : %s" % loaded[-1].split(": ", 1)[1])
+            print("  back-end state                 : %s" %
+                  ("arrived byte-exact" if same else "DIFFERS"))
+            ok = ok and same
         print()
         print("RESULT: %s" % ("no request lost" if ok else
                               "requests in flight at switchover were lost"))
@@ -158,12 +187,14 @@ def run(args, kind="contrib", inflight_migration=True):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("1", "2", "3", "all"), default="all")
+    ap.add_argument("--part", choices=("1", "2", "3", "4", "all"), default="all")
     ap.add_argument("--writers", type=int, default=16)
     ap.add_argument("--latency", type=int, default=1000,
                     help="contrib/vhost-user-blk latency per request, ms")
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--iops", type=int, default=20)
+    ap.add_argument("--state-mib", type=int, default=64,
+                    help="part 4: the source back-end's state, MiB")
     args = ap.parse_args()
     rc = 0
     if args.part in ("1", "all"):
@@ -183,6 +214,12 @@ def main():
         print("== part 3: qemu-storage-daemon's export, throttled, "
               "inflight-migration=on")
         rc |= run(args, kind="qsd")
+    if args.part in ("4", "all"):
+        print()
+        print("== part 4: vhost-user-blk, requests in flight and %d MiB of "
+              "back-end state, inflight-migration=on, backend-state=on"
+              % args.state_mib)
+        rc |= run(args, state_mib=args.state_mib)
     return rc
 
 
