@@ -47,3 +47,4 @@ clean:
 bench: build guest
 	@/usr/bin/python3 bench/inflight_stream_bytes.py
 	@/usr/bin/python3 bench/downtime_vhost_user_blk.py
+	@/usr/bin/python3 bench/backend_state_throughput.py
