@@ -285,11 +285,15 @@ def test_source_backend_killed_during_transfer():
 def test_destination_fault_fails_cleanly(fault, message):
     with vt.Workdir() as wd:
         s = Setup(wd, sizes=(MiB + 1,), dst_fault=fault)
+        before = fds(s.dst)
         info = s.migrate()
         assert info["status"] == "failed", info
         s.assert_source_running()
         err = s.dst.log()
         assert message in err, err
+        vt.wait_for(lambda: s.dst.cmd("query-migrate").get("status") == "failed",
+                    30, "the incoming side to fail")
+        assert fds(s.dst) == before
 
 
 # A corrupt stream: the state's framing is checked on load.
