@@ -431,3 +431,53 @@ def test_fs_state_in_stream_only_when_internal(migration):
         with open(path, "rb") as f:
             stream = f.read()
         assert (b"vhost-user-fs-backend" in stream) == (migration == "internal")
+
+
+# vhost-user-test-device: migratable only with backend-state=on
+
+def td_vm(wd, name, sock, props, incoming=False):
+    # The firmware would probe the virtio-blk the device poses as: keep the
+    # VMs paused (-S), the state transfer does not need them to run.
+    dev = ["-chardev", "socket,id=vud0,path=%s" % sock,
+           "-device", "vhost-user-test-device-pci,id=td0,chardev=vud0,"
+           "virtio-id=2,config_size=60,num_vqs=1%s" % props]
+    return wd.add(vt.Guest(wd.path, name, [dev], mem="128M", kernel=False,
+                           incoming=incoming, extra=["-S"]))
+
+
+def contrib(wd, name, img, extra=()):
+    return wd.add(vt.ContribBlk(wd.path, name, img, os.path.join(wd.path, name + ".sock"),
+                                extra=list(extra)))
+
+
+@pytest.mark.parametrize("props,offered,blocked", [
+    ("", True, "is not migratable without backend-state=on"),
+    (",backend-state=on", False, "cannot migrate its state"),
+])
+def test_test_device_blocked(props, offered, blocked):
+    with vt.Workdir() as wd:
+        img = os.path.join(wd.path, "disk.img")
+        vt.create_image(img, "1M")
+        be = contrib(wd, "be", img, ["--state-size", "100"] if offered else [])
+        src = td_vm(wd, "src", be.vhost_sock, props)
+        r = src.cmd_raw("migrate", uri="file:" + os.path.join(wd.path, "s.mig"))
+        assert "error" in r and blocked in r["error"]["desc"], r
+
+
+def test_test_device_migrates_backend_state():
+    with vt.Workdir() as wd:
+        img = os.path.join(wd.path, "disk.img")
+        vt.create_image(img, "1M")
+        src_be = contrib(wd, "src-be", img, ["--state-size", str(MiB + 1),
+                                             "--state-seed", "7"])
+        dst_be = contrib(wd, "dst-be", img, ["--state-size", "0"])
+        src = td_vm(wd, "src", src_be.vhost_sock, ",backend-state=on")
+        dst = td_vm(wd, "dst", dst_be.vhost_sock, ",backend-state=on",
+                             incoming=True)
+        info = vt.migrate(src, dst, "unix:" + os.path.join(wd.path, "mig"),
+                          caps=("return-path",))
+        assert info["status"] == "completed", info
+        initial = [s for s in states(src_be) if s[0] == "initial"][0]
+        loaded = vt.wait_for(lambda: [s for s in states(dst_be) if s[0] == "loaded"],
+                             10, "the load")
+        assert loaded[-1][1:] == initial[1:]
