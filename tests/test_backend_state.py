@@ -10,6 +10,7 @@ guest I/O."""
 import os
 import re
 import struct
+import time
 
 import pytest
 
@@ -84,16 +85,27 @@ class Setup:
                                         incoming=True, binary=binary, kernel=False))
         return self.dst
 
-    def migrate(self, timeout=120):
-        """Migrate with the return path, so that a destination that fails
-        to load makes the source fail and resume; return query-migrate."""
+    def start_migration(self):
+        """Start migrating with the return path, so that a destination that
+        fails to load makes the source fail and resume."""
         for p in (self.src, self.dst):
             p.cmd("migrate-set-capabilities",
                   capabilities=[{"capability": "return-path", "state": True}])
         uri = "unix:" + os.path.join(self.wd.path, "mig.sock")
         self.dst.cmd("migrate-incoming", uri=uri, **{"exit-on-error": False})
         self.src.cmd("migrate", uri=uri)
+
+    def migrate(self, timeout=120):
+        """Migrate (start_migration()); return query-migrate."""
+        self.start_migration()
         return self.wait_migration(timeout)
+
+    def start_stalled_migration(self):
+        """Start migrating, and wait until the source back-end (started
+        with --state-fault stall) holds the pipe without using it."""
+        self.start_migration()
+        vt.wait_for(lambda: "state transfer stalled" in self.src_be[0].log(), 60,
+                    "the stall")
 
     def wait_migration(self, timeout=120):
         def done():
@@ -117,7 +129,21 @@ class Setup:
 
 
 def fds(p):
-    return sorted(os.listdir("/proc/%d/fd" % p.proc.pid), key=int)
+    """The fds of process p, once they stopped changing for a second: the
+    firmware starts the device at its own pace (the vhost device then
+    opens its inflight region), and migrations close their channels
+    asynchronously."""
+    last = None
+    stable_since = time.monotonic()
+    deadline = stable_since + 20
+    while time.monotonic() < deadline:
+        now = sorted(os.listdir("/proc/%d/fd" % p.proc.pid), key=int)
+        if now != last:
+            last, stable_since = now, time.monotonic()
+        elif time.monotonic() - stable_since >= 1:
+            break
+        time.sleep(0.1)
+    return last
 
 
 # Protocol: the state arrives byte-exact, whatever its size.
@@ -239,14 +265,7 @@ def test_cancel_during_stalled_transfer():
     with vt.Workdir() as wd:
         s = Setup(wd, sizes=(MiB,), src_fault="stall", timeout_ms=5000)
         before = fds(s.src)
-        for p in (s.src, s.dst):
-            p.cmd("migrate-set-capabilities",
-                  capabilities=[{"capability": "return-path", "state": True}])
-        uri = "unix:" + os.path.join(wd.path, "mig.sock")
-        s.dst.cmd("migrate-incoming", uri=uri, **{"exit-on-error": False})
-        s.src.cmd("migrate", uri=uri)
-        vt.wait_for(lambda: "state transfer stalled" in s.src_be[0].log(), 60,
-                    "the stall")
+        s.start_stalled_migration()
         s.src.cmd("migrate_cancel")
         info = s.wait_migration()
         assert info["status"] in ("cancelled", "failed"), info
@@ -259,14 +278,7 @@ def test_source_backend_killed_during_transfer():
     closes, CHECK_DEVICE_STATE cannot be sent, the migration fails."""
     with vt.Workdir() as wd:
         s = Setup(wd, sizes=(MiB,), src_fault="stall", timeout_ms=60000)
-        uri = "unix:" + os.path.join(wd.path, "mig.sock")
-        for p in (s.src, s.dst):
-            p.cmd("migrate-set-capabilities",
-                  capabilities=[{"capability": "return-path", "state": True}])
-        s.dst.cmd("migrate-incoming", uri=uri, **{"exit-on-error": False})
-        s.src.cmd("migrate", uri=uri)
-        vt.wait_for(lambda: "state transfer stalled" in s.src_be[0].log(), 60,
-                    "the stall")
+        s.start_stalled_migration()
         s.src_be[0].kill()
         info = s.wait_migration(timeout=30)
         assert info["status"] == "failed", info

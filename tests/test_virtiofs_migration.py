@@ -57,6 +57,19 @@ class Setup:
             self.wd.path, name, shared_dir, os.path.join(self.wd.path, name + ".sock"),
             ["--migration-mode", "find-paths", "--log-level", "debug"] + list(extra)))
 
+    def migrate_to_other_dir(self, on_error):
+        """Migrate to a destination whose shared directory has append.txt
+        but lacks read.dat, which the guest holds open; return (query-migrate,
+        that directory, the destination's virtiofsd, the destination)."""
+        self.src.wait_console(r"^vfs ready", 120)
+        other = os.path.join(self.wd.path, "other")
+        os.mkdir(other)
+        shutil.copy(os.path.join(self.share, "append.txt"), other)
+        dst_fsd, dst = self.destination(other, on_error=on_error)
+        info = vt.migrate(self.src, dst, "unix:" + os.path.join(self.wd.path, "mig"),
+                          caps=("return-path",))
+        return info, other, dst_fsd, dst
+
     def destination(self, shared_dir, on_error="abort"):
         fsd = self.virtiofsd("vfs-dst", shared_dir, ["--migration-on-error", on_error])
         dst = self.wd.add(vt.Guest(self.wd.path, "dst",
@@ -166,13 +179,7 @@ def test_destination_cannot_reopen_file_aborts():
     stays paused in postmigrate with nowhere for the guest to run.)"""
     with vt.Workdir() as wd:
         s = Setup(wd)
-        s.src.wait_console(r"^vfs ready", 120)
-        other = os.path.join(wd.path, "other")
-        os.mkdir(other)
-        shutil.copy(os.path.join(s.share, "append.txt"), other)
-        dst_fsd, dst = s.destination(other, on_error="abort")
-        info = vt.migrate(s.src, dst, "unix:" + os.path.join(wd.path, "mig"),
-                          caps=("return-path",))
+        info, other, dst_fsd, dst = s.migrate_to_other_dir("abort")
         assert info["status"] == "failed", info
         vt.wait_for(lambda: not dst.alive(), 30, "destination exit")
         assert "Error loading back-end state of" in dst.log(), dst.log()
@@ -200,13 +207,7 @@ def test_destination_cannot_reopen_file_guest_error():
     the fd); the other open file and new files work."""
     with vt.Workdir() as wd:
         s = Setup(wd)
-        s.src.wait_console(r"^vfs ready", 120)
-        other = os.path.join(wd.path, "other")
-        os.mkdir(other)
-        shutil.copy(os.path.join(s.share, "append.txt"), other)
-        dst_fsd, dst = s.destination(other, on_error="guest-error")
-        info = vt.migrate(s.src, dst, "unix:" + os.path.join(wd.path, "mig"),
-                          caps=("return-path",))
+        info, other, dst_fsd, dst = s.migrate_to_other_dir("guest-error")
         assert info["status"] == "completed", info
         assert "Invalid inode %d indexed: Opening %s: No such file or directory" % (
             opened_inodes(s.src_fsd)[0], os.path.join(other, "read.dat")) \

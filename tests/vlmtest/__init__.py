@@ -161,18 +161,15 @@ class StorageDaemon(Process):
         self.node = node
 
 
-class ContribBlk:
-    """contrib/vhost-user-blk serving an image on a UNIX socket; with
-    latency_ms, each request stays in flight in it that long."""
+class Daemon:
+    """A vhost-user back-end without QMP, serving a UNIX socket; started
+    with argv, its output in NAME.log."""
 
-    def __init__(self, workdir, name, image, vhost_sock, latency_ms=0,
-                 extra=()):
+    def __init__(self, workdir, name, vhost_sock, argv):
         self.name = name
         self.vhost_sock = vhost_sock
         self.log_path = os.path.join(workdir, name + ".log")
         self._log = open(self.log_path, "wb")
-        argv = [VUB, "--socket-path", vhost_sock, "--blk-file", image,
-                "--latency", str(latency_ms)] + list(extra)
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         wait_for(lambda: os.path.exists(vhost_sock) or not self.alive(), 10,
@@ -204,23 +201,26 @@ class ContribBlk:
             self.proc.wait(10)
 
 
-class Virtiofsd(ContribBlk):
+class ContribBlk(Daemon):
+    """contrib/vhost-user-blk serving an image on a UNIX socket; with
+    latency_ms, each request stays in flight in it that long."""
+
+    def __init__(self, workdir, name, image, vhost_sock, latency_ms=0,
+                 extra=()):
+        super().__init__(workdir, name, vhost_sock,
+                         [VUB, "--socket-path", vhost_sock, "--blk-file", image,
+                          "--latency", str(latency_ms)] + list(extra))
+
+
+class Virtiofsd(Daemon):
     """virtiofsd serving shared_dir on a UNIX socket, unprivileged (no
     sandbox, no seccomp), with its migration options in extra."""
 
     def __init__(self, workdir, name, shared_dir, vhost_sock, extra=()):
-        self.name = name
-        self.vhost_sock = vhost_sock
-        self.log_path = os.path.join(workdir, name + ".log")
-        self._log = open(self.log_path, "wb")
-        argv = [VIRTIOFSD, "--socket-path", vhost_sock, "--shared-dir", shared_dir,
-                "--sandbox", "none", "--seccomp", "none"] + list(extra)
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        wait_for(lambda: os.path.exists(vhost_sock) or not self.alive(), 10,
-                 "%s socket" % name)
-        if not self.alive():
-            raise TestError("%s exited:\n%s" % (name, self.log()))
+        super().__init__(workdir, name, vhost_sock,
+                         [VIRTIOFSD, "--socket-path", vhost_sock,
+                          "--shared-dir", shared_dir,
+                          "--sandbox", "none", "--seccomp", "none"] + list(extra))
 
 
 class Guest(Process):
