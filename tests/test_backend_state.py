@@ -288,6 +288,21 @@ def test_source_backend_killed_during_transfer():
 # A faulty destination back-end: the incoming side fails, the source keeps
 # running.
 
+def test_destination_backend_killed_during_transfer():
+    """The destination's back-end dies while QEMU writes it the state (a
+    state larger than the pipe, never read): the write fails with EPIPE,
+    the incoming side fails, the source resumes."""
+    with vt.Workdir() as wd:
+        s = Setup(wd, sizes=(8 * MiB,), dst_fault="stall", timeout_ms=60000)
+        s.start_migration()
+        vt.wait_for(lambda: "state transfer stalled" in s.dst_be[0].log(), 60,
+                    "the stall")
+        s.dst_be[0].kill()
+        info = s.wait_migration(timeout=30)
+        assert info["status"] == "failed", info
+        s.assert_source_running()
+        assert "Failed to send state" in s.dst.log(), s.dst.log()
+
 @pytest.mark.parametrize("fault,message", [
     ("close", "Failed to send state"),
     ("refuse", "Back-end failed to process its internal state"),
