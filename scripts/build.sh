@@ -63,6 +63,7 @@ TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
     contrib/vhost-user-blk/vhost-user-blk
     tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
     tests/qtest/virtio-blk-inflight-test
+    tests/qtest/virtio-suspend-test
     storage-daemon/qemu-storage-daemon"}
 jobs=${VLM_JOBS:-$(nproc)}
 ninja -C "$BUILD_DIR" -j "$jobs" $TARGETS
