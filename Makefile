@@ -48,3 +48,4 @@ bench: build guest
 	@/usr/bin/python3 bench/inflight_stream_bytes.py
 	@/usr/bin/python3 bench/downtime_vhost_user_blk.py
 	@/usr/bin/python3 bench/backend_state_throughput.py
+	@/usr/bin/python3 bench/suspend_latency.py
