@@ -28,10 +28,19 @@ Part 2, virtio-blk with inflight-vmstate=on: the guest's writes fail
 (werror=stop), the VM stops with the requests held in the device; it is
 migrated, the requests travel in the "virtio/inflight" subsection, and the
 destination completes them when the VM continues.
+
+Part 5, virtio SUSPEND (virtio 1.4): no Linux driver uses it yet, so a
+libqos driver (tests/qtest/virtio-suspend-test) plays the guest.  It
+suspends a vhost-user-blk device while 8 requests sit on 1000 ms storage,
+once finishing them first (the spec's default) and once with
+x-suspend-stop=on (they stay in flight), migrates the suspended device, and
+resumes it on the destination, where every request completes exactly once.
 """
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -184,10 +193,54 @@ def run(args, kind="contrib", inflight_migration=True, state_mib=0):
         return 0 if ok else 1
 
 
+def run_suspend():
+    """Part 5: the libqos suspend/migrate/resume cases and the timing."""
+    build = vt.BUILD
+    env = dict(os.environ, QTEST_QEMU_BINARY=vt.QEMU,
+               QTEST_VHOST_USER_BLK_BINARY=os.path.join(
+                   build, "contrib/vhost-user-blk/vhost-user-blk"))
+    test = os.path.join(build, "tests/qtest/virtio-suspend-test")
+    cases = ["/x86_64/virtio/suspend/vhost-user-blk-inflight/migrate",
+             "/x86_64/virtio/suspend/vhost-user-blk-stop/migrate",
+             "/x86_64/virtio/suspend/migrate", "/x86_64/virtio/suspend/perf"]
+    argv = [test, "--tap", "-m", "perf"]
+    for c in cases:
+        argv += ["-p", c]
+    out = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=600,
+                         check=False).stdout
+    names = {
+        "vhost-user-blk-inflight/migrate": "suspend finishes the 8 requests, "
+        "migrate suspended, resume on the destination",
+        "vhost-user-blk-stop/migrate": "x-suspend-stop: suspend with them in "
+        "flight, migrate, resume: each completes once",
+        "migrate": "virtio-blk: config change and a kick while suspended, "
+        "migrate, resume: processed and notified",
+        "perf": "timing",
+    }
+    ok = True
+    for ln in out.splitlines():
+        m = re.match(r"(not ok|ok) \d+ /x86_64/virtio/suspend/(\S+)", ln)
+        if m:
+            ok &= m.group(1) == "ok"
+            print("  %-6s %s" % (m.group(1), names.get(m.group(2), m.group(2))))
+        m = re.search(r"suspend with .*", ln)
+        if m:
+            print("  %s" % m.group(0))
+    if not re.search(r"^1\.\.4$", out, re.M):
+        ok = False
+        print(out[-3000:])
+    print()
+    print("RESULT: %s" % ("suspended devices migrate and resume with nothing "
+                          "lost" if ok else "a suspend case failed"))
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=("1", "2", "3", "4", "all"), default="all")
+    ap.add_argument("--part", choices=("1", "2", "3", "4", "5", "all"),
+                    default="all")
     ap.add_argument("--writers", type=int, default=16)
     ap.add_argument("--latency", type=int, default=1000,
                     help="contrib/vhost-user-blk latency per request, ms")
@@ -220,6 +273,11 @@ def main():
               "back-end state, inflight-migration=on, backend-state=on"
               % args.state_mib)
         rc |= run(args, state_mib=args.state_mib)
+    if args.part in ("5", "all"):
+        print()
+        print("== part 5: virtio SUSPEND, vhost-user-blk on 1000 ms storage, "
+              "suspended, migrated and resumed by a libqos driver")
+        rc |= run_suspend()
     return rc
 
 
