@@ -9,7 +9,8 @@
 #             migration and the back-end state tests (QEMU and libvhost-user)
 #             on an AddressSanitizer build
 #   qtest     the upstream qtests and unit tests that guard what the series
-#             touches
+#             touches, and the series' own qtests (virtio-suspend-test also
+#             on the ASan build)
 # One summary line per suite, then "N passed, N failed".  Non-zero on any
 # failure.  SUITES="series build" runs a subset; later suites need build.
 set -uo pipefail
@@ -156,6 +157,18 @@ suite_qtest() {
     tap 300 ./tests/unit/test-vmstate
     tap 600 ./tests/qtest/virtio-blk-inflight-test
     tap 600 ./tests/qtest/virtio-suspend-test
+    # Again on the ASan build of QEMU and contrib/vhost-user-blk (LeakSanitizer
+    # on).  migrate-refused is left out: its destination exit()s from inside
+    # the BH that virtio_load() waits for when the features are refused, so
+    # that BH is reported as leaked (upstream, harmless).
+    local asan=$VLM_CACHE/build-asan
+    if [ -x "$asan/qemu-system-x86_64" ]; then
+        QTEST_QEMU_BINARY=$asan/qemu-system-x86_64 \
+        QTEST_VHOST_USER_BLK_BINARY=$asan/contrib/vhost-user-blk/vhost-user-blk \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            tap 900 ./tests/qtest/virtio-suspend-test \
+                -s /x86_64/virtio/suspend/migrate-refused
+    fi
     pass=$(grep -E '^ok ' "$log" | grep -cv '# SKIP')
     fail=$(grep -E '^not ok ' "$log" | grep -cv '# SKIP')
     grep -E '^not ok ' "$log" | grep -v '# SKIP' | head -20
