@@ -14,6 +14,9 @@ if [ "${1:-}" = --base ]; then
     WORK_TREE=$BASE_DIR
     BUILD_DIR=$VLM_CACHE/build-base
     BUILD_TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 storage-daemon/qemu-storage-daemon"}
+elif [ "${1:-}" = --tree ]; then
+    # --tree: build WORK_TREE, as it is, into BUILD_DIR (scripts/upstream.sh)
+    [ -f "$WORK_TREE/configure" ] || die "no QEMU tree in $WORK_TREE"
 elif [ "${1:-}" = --asan ]; then
     # --asan: the patched QEMU with AddressSanitizer (.cache/build-asan), for
     # the tests that feed it malformed input, and libvhost-user in
@@ -62,6 +65,7 @@ fi
 TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
     contrib/vhost-user-blk/vhost-user-blk
     tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
+    tests/unit/test-vhost-inflight
     tests/qtest/virtio-blk-inflight-test
     tests/qtest/virtio-suspend-test
     storage-daemon/qemu-storage-daemon"}

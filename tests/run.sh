@@ -155,6 +155,7 @@ suite_qtest() {
     done
     tap 1500 ./tests/qtest/migration-test -m quick
     tap 300 ./tests/unit/test-vmstate
+    tap 300 ./tests/unit/test-vhost-inflight
     tap 600 ./tests/qtest/virtio-blk-inflight-test
     tap 600 ./tests/qtest/virtio-suspend-test
     # Again on the ASan build of QEMU and contrib/vhost-user-blk (LeakSanitizer
