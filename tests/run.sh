@@ -2,7 +2,8 @@
 # The virtio-lm test command.  Runs, in order:
 #   series    checkpatch over patches/, the series applies to the pristine
 #             base with no fuzz, and the work tree matches patches/
-#   build     the patched QEMU (scripts/build.sh)
+#   build     the patched QEMU (scripts/build.sh), the unpatched base and
+#             the upstream peer (scripts/upstream.sh), and the test guest
 #   project   the project's own tests (tests/test_*.py, pytest), after
 #             building virtiofsd (scripts/virtiofsd.sh) once
 #   asan      the malformed-stream corpora, the vhost-user-blk in-flight
@@ -63,7 +64,7 @@ suite_series() {
 suite_build() {
     local log=$LOGDIR/build.log
     if "$TOP/scripts/build.sh" >"$log" 2>&1 && "$TOP/scripts/build.sh" --base >>"$log" 2>&1 &&
-       "$TOP/scripts/guest.sh" >>"$log" 2>&1; then
+       "$TOP/scripts/upstream.sh" >>"$log" 2>&1 && "$TOP/scripts/guest.sh" >>"$log" 2>&1; then
         record build 1 0 "$(tail -1 "$log")"
     else
         tail -40 "$log"
@@ -117,7 +118,7 @@ suite_asan() {
     run_pytest asan "$log" VLM_QEMU="$VLM_CACHE/build-asan/qemu-system-x86_64" \
         VLM_VUB="$VLM_CACHE/build-asan/contrib/vhost-user-blk/vhost-user-blk" \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 -- test_inflight_stream.py \
-        test_backend_state.py \
+        test_inflight_region.py test_backend_state.py \
         "test_virtio_serial_inflight.py::test_legacy_position_outside_element_fails_cleanly" \
         "test_vhost_user_blk_inflight.py::test_migrate_with_requests_in_flight[on]" \
         "test_vhost_user_blk_inflight.py::test_cancel_at_switchover_resumes_source"

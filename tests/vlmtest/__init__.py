@@ -29,6 +29,8 @@ QEMU = os.environ.get("VLM_QEMU") or os.path.join(BUILD, "qemu-system-x86_64")
 # The unpatched base, built by scripts/build.sh --base
 QEMU_BASE = os.path.join(CACHE, "build-base", "qemu-system-x86_64")
 QSD_BASE = os.path.join(CACHE, "build-base", "storage-daemon", "qemu-storage-daemon")
+# Upstream QEMU (the 11.0 line), built by scripts/upstream.sh
+QEMU_UPSTREAM = os.path.join(CACHE, "build-upstream", "qemu-system-x86_64")
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
 QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
 # VLM_VUB runs the tests on another build of contrib/vhost-user-blk (ASan).
@@ -227,14 +229,15 @@ class Guest(Process):
     """qemu-system-x86_64 running the test guest (tests/guest/) under TCG."""
 
     def __init__(self, workdir, name, devices, mem="256M", incoming=False,
-                 run=None, args=(), extra=(), binary=QEMU, kernel=True):
+                 run=None, args=(), extra=(), binary=QEMU, kernel=True,
+                 machine="pc"):
         qmp = os.path.join(workdir, name + ".qmp")
         self.console_path = os.path.join(workdir, name + ".console")
         argv = [binary, "-nodefaults", "-display", "none",
                 "-accel", "tcg", "-cpu", "max", "-m", mem,
                 # vhost-user needs guest RAM in shared memory.
                 "-object", "memory-backend-memfd,id=mem,size=%s,share=on" % mem,
-                "-machine", "pc,memory-backend=mem",
+                "-machine", "%s,memory-backend=mem" % machine,
                 "-qmp", "unix:%s,server=on,wait=off" % qmp,
                 "-chardev", "file,id=con0,path=%s" % self.console_path,
                 "-serial", "chardev:con0"]
