@@ -19,11 +19,11 @@ def blk(sock, inflight_migration=True):
 
 class Setup:
     def __init__(self, wd, writers=8, seconds=8, latency_ms=LATENCY_MS,
-                 inflight_migration=True, src_extra=()):
+                 inflight_migration=True, src_extra=(), delay=0):
         self.wd = wd
         self.img = os.path.join(wd.path, "disk.img")
         vt.create_image(self.img)
-        self.args = (writers, seconds, 0)
+        self.args = (writers, seconds, delay)
         self.latency_ms = latency_ms
         self.inflight_migration = inflight_migration
         self.n = 0
@@ -253,3 +253,25 @@ def test_only_a_migration_leaves_requests_in_flight(skip_drain):
         s.wait_in_flight(s.src)
         live = migrate_to_file(s.src, os.path.join(wd.path, "live.mig"))
         assert sub in live
+
+
+def test_fresh_region_with_requests_in_flight():
+    """An idle VM migrates (nothing in flight, so no region travels) and
+    its destination starts with a new inflight region, on rings that have
+    been used for a while.  Its requests are then migrated before the
+    first one completes: the new region must carry the used ring's index
+    from the start, or its last batch looks unfinished and the
+    destination's back-end would drop a request in flight."""
+    with vt.Workdir() as wd:
+        s = Setup(wd, seconds=10, latency_ms=200, delay=8)
+        s.src.wait_console(r"^idle", 120)
+        mid_blk, mid = s.destination(backend=s.backend(latency_ms=5000))
+        info = vt.migrate(s.src, mid, "unix:" + os.path.join(wd.path, "mig1"))
+        assert info["status"] == "completed", info
+        mid.wait_console(r"^start", 60)
+        s.wait_in_flight(mid)
+        dst_blk, dst = s.destination()
+        info = vt.migrate(mid, dst, "unix:" + os.path.join(wd.path, "mig2"))
+        assert info["status"] == "completed", info
+        assert_verified(dst)
+        assert_no_panic(mid_blk, dst_blk)

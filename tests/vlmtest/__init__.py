@@ -230,11 +230,11 @@ class Guest(Process):
 
     def __init__(self, workdir, name, devices, mem="256M", incoming=False,
                  run=None, args=(), extra=(), binary=QEMU, kernel=True,
-                 machine="pc"):
+                 machine="pc", smp=1):
         qmp = os.path.join(workdir, name + ".qmp")
         self.console_path = os.path.join(workdir, name + ".console")
         argv = [binary, "-nodefaults", "-display", "none",
-                "-accel", "tcg", "-cpu", "max", "-m", mem,
+                "-accel", "tcg", "-cpu", "max", "-m", mem, "-smp", str(smp),
                 # vhost-user needs guest RAM in shared memory.
                 "-object", "memory-backend-memfd,id=mem,size=%s,share=on" % mem,
                 "-machine", "%s,memory-backend=mem" % machine,
