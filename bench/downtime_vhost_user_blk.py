@@ -11,9 +11,11 @@ migrated while its disk is idle.  With inflight-migration the back-end
 stops at once and the requests move with the VM; without it, it completes
 them first, so the stop waits for the storage.
 
-Each figure is the median of three migrations in a row of the same VM.
-Prints a table and the ratios for the issue's targets (32 requests,
-1000 ms): on within 1.2x of idle, off at least 20x slower than on.
+Each figure is the median of three migrations in a row of the same VM
+(per direction, for the rows between virtio-lm and upstream QEMU).
+Prints a table and the ratios for the targets: 32 requests at 1000 ms,
+on within 1.2x of idle and off at least 20x slower than on; several
+queues (smp 2, num-queues=4) on within 1.2x of the same VM idle.
 Writes docs/bench-downtime-vhost-user-blk.{md,png} with --write-docs.
 """
 
@@ -29,13 +31,21 @@ import vlmtest as vt  # noqa: E402
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def blk(sock, on):
-    return vt.vhost_user_blk_device(sock, extra=",inflight-migration=on" if on else "")
+MACHINE = "pc-i440fx-10.2"     # known to 10.2.2 and to upstream 11.0
+BANDWIDTH = 10 << 30           # a local socket: RAM does not dominate
 
 
-def measure(latency_ms, writers, on, idle=False, hops=3):
-    """Median downtime (ms) of `hops` migrations in a row of one VM, and the
-    requests in flight the guest saw before each."""
+def blk(sock, on, nq=1):
+    return vt.vhost_user_blk_device(
+        sock, num_queues=nq,
+        extra=",inflight-migration=%s" % ("on" if on else "off"))
+
+
+def measure(latency_ms, writers, on, idle=False, hops=3, bins=(vt.QEMU,),
+            nq=1, smp=1):
+    """Median downtime (ms) of migrations in a row of one VM, per direction
+    (the VM moves between the binaries in `bins` in turn, `hops` times per
+    direction), and the requests in flight the guest saw before each."""
     with vt.Workdir() as wd:
         img = os.path.join(wd.path, "disk.img")
         vt.create_image(img)
@@ -43,14 +53,19 @@ def measure(latency_ms, writers, on, idle=False, hops=3):
 
         def guest(n, incoming):
             b = wd.add(vt.ContribBlk(wd.path, "b%d" % n, img,
-                                     os.path.join(wd.path, "b%d.sock" % n), latency_ms))
-            return wd.add(vt.Guest(wd.path, "g%d" % n, [blk(b.vhost_sock, on)],
-                                   incoming=incoming, run="writer", args=args))
+                                     os.path.join(wd.path, "b%d.sock" % n),
+                                     latency_ms))
+            return wd.add(vt.Guest(wd.path, "g%d" % n, [blk(b.vhost_sock, on, nq)],
+                                   incoming=incoming, run="writer", args=args,
+                                   binary=bins[n % len(bins)], machine=MACHINE,
+                                   smp=smp))
         cur = guest(0, False)
         cur.wait_console(r"^idle" if idle else r"^ready", 120)
-        downtimes, inflight = [], []
-        for hop in range(hops):
+        downtimes = [[] for _ in bins]
+        inflight = []
+        for hop in range(hops * len(bins)):
             nxt = guest(hop + 1, True)
+            cur.cmd("migrate-set-parameters", **{"max-bandwidth": BANDWIDTH})
             if idle:
                 inflight.append(0)
             else:
@@ -68,10 +83,10 @@ def measure(latency_ms, writers, on, idle=False, hops=3):
             info = vt.migrate(cur, nxt, "unix:" + os.path.join(wd.path, "mig%d" % hop))
             if info["status"] != "completed":
                 raise vt.TestError("migration %s: %s" % (info["status"], info))
-            downtimes.append(info["downtime"])
+            downtimes[hop % len(bins)].append(info["downtime"])
             cur.stop()
             cur = nxt
-        return statistics.median(downtimes), inflight
+        return [statistics.median(d) for d in downtimes], inflight
 
 
 def main():
@@ -83,27 +98,52 @@ def main():
     lats = [int(x) for x in opts.latencies.split(",")]
     depths = [int(x) for x in opts.depths.split(",")]
 
-    idle, _ = measure(max(lats), max(depths), True, idle=True)
+    (idle,), _ = measure(max(lats), max(depths), True, idle=True)
     rows = []
-    print("%-10s %-8s %-10s %-12s %-12s %s" % ("latency", "depth", "in flight",
-                                                "on (ms)", "off (ms)", "off/on"))
-    print("%-10s %-8s %-10s %-12s %-12s" % ("-", "idle", 0, idle, idle))
+    print("%-24s %-10s %-12s %-12s %s" % ("case", "in flight", "on (ms)",
+                                          "off (ms)", "off/on"))
+    print("%-24s %-10s %-12s %-12s" % ("idle", 0, idle, idle))
+
+    def row(name, on, off, n_on, n_off, base):
+        n = "%d/%d" % (statistics.median(n_on), statistics.median(n_off))
+        rows.append((name, n, on, off, base))
+        print("%-24s %-10s %-12d %-12d %.1fx" % (name, n, on, off,
+                                                off / max(on, 1)))
     for lat in lats:
         for depth in depths:
-            on, n_on = measure(lat, depth, True)
-            off, n_off = measure(lat, depth, False)
-            n = "%d/%d" % (statistics.median(n_on), statistics.median(n_off))
-            rows.append((lat, depth, n, on, off))
-            print("%-10d %-8d %-10s %-12d %-12d %.1fx" % (lat, depth, n, on, off,
-                                                        off / max(on, 1)))
-    key = [r for r in rows if r[0] == 1000 and r[1] == 32]
+            (on,), n_on = measure(lat, depth, True)
+            (off,), n_off = measure(lat, depth, False)
+            row("%d ms, %d writers" % (lat, depth), on, off, n_on, n_off, idle)
+
+    # Between virtio-lm and upstream QEMU (the 11.0 line), both directions
+    cross = None
+    if os.path.exists(vt.QEMU_UPSTREAM):
+        bins = (vt.QEMU, vt.QEMU_UPSTREAM)
+        (i_lu, i_ul), _ = measure(1000, 16, True, idle=True, bins=bins)
+        (on_lu, on_ul), n_on = measure(1000, 16, True, bins=bins)
+        (off_lu, off_ul), n_off = measure(1000, 16, False, bins=bins)
+        row("lm->up, 1000 ms, 16", on_lu, off_lu, n_on, n_off, i_lu)
+        row("up->lm, 1000 ms, 16", on_ul, off_ul, n_on, n_off, i_ul)
+        cross = (on_lu / max(i_lu, 1), on_ul / max(i_ul, 1))
+
+    # Several queues: smp 2, num-queues=4, 6 writers
+    (mq_idle,), _ = measure(1000, 6, True, idle=True, nq=4, smp=2)
+    (mq_on,), n_on = measure(1000, 6, True, nq=4, smp=2)
+    (mq_off,), n_off = measure(1000, 6, False, nq=4, smp=2)
+    row("4 queues, 1000 ms, 6", mq_on, mq_off, n_on, n_off, mq_idle)
+
+    key = [r for r in rows if r[0] == "1000 ms, 32 writers"]
     ok = True
     if key:
-        _, _, _, on, off = key[0]
+        _, _, on, off, _ = key[0]
         r_idle, r_off = on / max(idle, 1), off / max(on, 1)
         print("32 requests, 1000 ms: on/idle = %.2fx (target <= 1.2x), "
               "off/on = %.1fx (target >= 20x)" % (r_idle, r_off))
         ok = r_idle <= 1.2 and r_off >= 20
+    print("4 queues: on/idle = %.2fx (idle %d ms; target <= 1.2x)"
+          % (mq_on / max(mq_idle, 1), mq_idle))
+    if cross:
+        print("lm->up on/idle = %.2fx, up->lm on/idle = %.2fx" % cross)
     if opts.write_docs:
         write_docs(idle, rows)
     return 0 if ok else 1
@@ -116,22 +156,26 @@ def write_docs(idle, rows):
     with open(md, "w") as f:
         f.write("# vhost-user-blk downtime with requests in flight\n\n"
                 "Produced by `bench/downtime_vhost_user_blk.py --write-docs` "
-                "(one run; medians of 3 migrations; TCG guest, 256 MiB, 2 cores, contrib/vhost-user-blk "
-                "--latency). Downtime is query-migrate's, in ms. Idle disk: "
-                "%d ms.\n\n" % idle)
-        f.write("| latency (ms) | writers | in flight (on/off) | on | off | off/on | on/idle |\n"
+                "(one run; medians of 3 migrations per direction; TCG guest, "
+                "256 MiB, machine %s, max-bandwidth 10 GiB/s, 2 cores, "
+                "contrib/vhost-user-blk --latency on both sides). Downtime "
+                "is query-migrate's, in ms. Idle disk: %d ms; each row's "
+                "idle figure is the same VM set-up with its disk idle.\n\n"
+                % (MACHINE, idle))
+        f.write("| case | in flight (on/off) | on | off | idle | off/on | on/idle |\n"
                 "|---|---|---|---|---|---|---|\n")
-        for lat, depth, n, on, off in rows:
-            f.write("| %d | %d | %s | %d | %d | %.1fx | %.2fx |\n"
-                    % (lat, depth, n, on, off, off / max(on, 1), on / max(idle, 1)))
+        for name, n, on, off, base in rows:
+            f.write("| %s | %s | %d | %d | %d | %.1fx | %.2fx |\n"
+                    % (name, n, on, off, base, off / max(on, 1),
+                       on / max(base, 1)))
         f.write("\n![downtime](bench-downtime-vhost-user-blk.png)\n")
     with open(dat, "w") as f:
-        for i, (lat, depth, n, on, off) in enumerate(rows):
-            f.write('%d "%d ms, %d" %d %d %d\n' % (i, lat, depth, on, off, idle))
+        for i, (name, n, on, off, base) in enumerate(rows):
+            f.write('%d "%s" %d %d %d\n' % (i, name, on, off, base))
     subprocess.run(["gnuplot", "-e",
-                    "set terminal png size 800,450; set output '%s';"
+                    "set terminal png size 900,450; set output '%s';"
                     "set style data histograms; set style fill solid 0.8;"
-                    "set ylabel 'downtime (ms)'; set xlabel 'back-end latency, writers';"
+                    "set xtics rotate by -20; set ylabel 'downtime (ms)';"
                     "set title 'vhost-user-blk migration downtime';"
                     "plot '%s' using 3:xtic(2) title 'inflight-migration=on',"
                     " '' using 4 title 'off', '' using 5 title 'idle disk'"
