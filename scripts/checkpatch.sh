@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run QEMU's scripts/checkpatch.pl (from the pristine base) over every patch
 # in patches/series.  Prints one line per patch; exits non-zero, naming the
-# patches, when any has an error or warning.
+# patches, when any has an error or a warning (none is accepted).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -11,7 +11,9 @@ n=0
 while read -r p; do
     n=$((n + 1))
     [ -f "$PATCH_DIR/$p" ] || { echo "FAIL $p: listed in series but missing"; bad+=("$p"); continue; }
-    if out=$(cd "$BASE_DIR" && ./scripts/checkpatch.pl --color=never -q "$PATCH_DIR/$p" 2>&1); then
+    # checkpatch.pl exits 0 on warnings: a warning fails the check as well.
+    if out=$(cd "$BASE_DIR" && ./scripts/checkpatch.pl --color=never -q "$PATCH_DIR/$p" 2>&1) &&
+       ! grep -q '^\(WARNING\|ERROR\):' <<<"$out"; then
         echo "ok   $p"
     else
         echo "FAIL $p"
