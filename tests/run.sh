@@ -12,7 +12,8 @@
 #   qtest     the upstream qtests and unit tests that guard what the series
 #             touches, and the series' own qtests (virtio-suspend-test also
 #             on the ASan build)
-# One summary line per suite, then "N passed, N failed".  Non-zero on any
+# One summary line per suite with its time in seconds, then "N passed,
+# N failed in S s".  Non-zero on any
 # failure.  SUITES="series build" runs a subset; later suites need build.
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,11 +25,13 @@ mkdir -p "$LOGDIR"
 total_pass=0 total_fail=0
 summary=()
 
-record() { # suite pass fail [note]
+suite_start=$SECONDS
+record() { # suite pass fail [note]  (time since the suite began)
+    local t=$((SECONDS - suite_start))
     total_pass=$((total_pass + $2))
     total_fail=$((total_fail + $3))
-    summary+=("$(printf '%-8s %4d passed, %d failed%s' "$1" "$2" "$3" "${4:+  ($4)}")")
-    printf '== %s: %d passed, %d failed%s\n' "$1" "$2" "$3" "${4:+  ($4)}"
+    summary+=("$(printf '%-8s %4d passed, %d failed, %4d s%s' "$1" "$2" "$3" "$t" "${4:+  ($4)}")")
+    printf '== %s: %d passed, %d failed, %d s%s\n' "$1" "$2" "$3" "$t" "${4:+  ($4)}"
 }
 
 suite_series() {
@@ -180,6 +183,7 @@ suite_qtest() {
 }
 
 for s in $SUITES; do
+    suite_start=$SECONDS
     case $s in
         series) suite_series ;;
         build) suite_build || break ;;
@@ -193,5 +197,5 @@ done
 echo
 echo "summary:"
 printf '  %s\n' "${summary[@]}"
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed in $SECONDS s"
 [ "$total_fail" -eq 0 ]
