@@ -45,9 +45,16 @@ parts=$VLM_TOP/scripts/series-parts
         fi
         basename "$f"
     done
+    # Parts still to come, whose subject is "-": a comment at the end
+    grep -v '^#' "$parts" | awk -F'\t' '$1 == "-" { print $2 }' |
+        while read -r comment; do
+            echo
+            echo "# $comment" | sed 's/|/\n# /g'
+        done
 } >"$out/series"
 # Every part must have found its first patch.
-grep -v '^#' "$parts" | cut -f2 | cut -d'|' -f1 | while read -r first; do
+grep -v '^#' "$parts" | awk -F'\t' '$1 != "-"' | cut -f2 | cut -d'|' -f1 |
+while read -r first; do
     grep -qxF "# $first" "$out/series" ||
         die "scripts/series-parts: no patch starts the part \"$first\""
 done
