@@ -41,12 +41,6 @@ BANDWIDTH = 10 << 30           # a local socket: RAM does not dominate
 DOWNTIME_LIMIT_MS = 20
 
 
-def blk(sock, on, nq=1):
-    return vt.vhost_user_blk_device(
-        sock, num_queues=nq,
-        extra=",inflight-migration=%s" % ("on" if on else "off"))
-
-
 def measure(latency_ms, writers, on, idle=False, hops=3, bins=(vt.QEMU,),
             nq=1, smp=1):
     """Median downtime (ms) of migrations in a row of one VM, per direction
@@ -61,7 +55,8 @@ def measure(latency_ms, writers, on, idle=False, hops=3, bins=(vt.QEMU,),
             b = wd.add(vt.ContribBlk(wd.path, "b%d" % n, img,
                                      os.path.join(wd.path, "b%d.sock" % n),
                                      latency_ms))
-            return wd.add(vt.Guest(wd.path, "g%d" % n, [blk(b.vhost_sock, on, nq)],
+            return wd.add(vt.Guest(wd.path, "g%d" % n, [vt.vhost_user_blk_device(b.vhost_sock, num_queues=nq,
+                                                        inflight_migration=on)],
                                    incoming=incoming, run="writer", args=args,
                                    binary=bins[n % len(bins)], machine=MACHINE,
                                    smp=smp))

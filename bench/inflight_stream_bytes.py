@@ -14,8 +14,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 import vlmtest as vt  # noqa: E402
-from test_virtio_blk_inflight import blk  # noqa: E402
-from test_inflight_stream import Stream  # noqa: E402
 
 IDSTR = b"0000:00:04.0/virtio-blk"
 
@@ -35,14 +33,12 @@ def run(props, writers):
     with vt.Workdir() as wd:
         img = os.path.join(wd.path, "disk.img")
         vt.create_image(img)
-        src = wd.add(vt.Guest(wd.path, "src", [blk(img, True, props)],
+        src = wd.add(vt.Guest(wd.path, "src", [vt.virtio_blk(img, props, True)],
                               run="writer", args=(writers, 3, 1)))
         vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
                     90, "the source to stop on the I/O error")
         out = os.path.join(wd.path, "stream")
-        src.cmd("migrate", uri="file:" + out)
-        vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
-                    60, "migration to file")
+        vt.migrate_to_file(src, out)
         with open(out, "rb") as f:
             return f.read()
 
@@ -53,7 +49,7 @@ def main():
     new = run(",inflight-vmstate=on", writers)
     ls, le = device_section(legacy)
     ns, ne = device_section(new)
-    s = Stream(new)
+    s = vt.InflightStream(new)
     n = len(s.elems)
     elem_bytes = sum(end - start for start, end, _, _ in s.elems)
     sub_bytes = s.end - s.sub

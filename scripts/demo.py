@@ -50,15 +50,14 @@ import vlmtest as vt  # noqa: E402
 
 def run_held(args):
     """Part 2: held virtio-blk requests through virtio/inflight."""
-    from test_virtio_blk_inflight import blk
     props = ",inflight-vmstate=on"
     with vt.Workdir() as wd:
         d = wd.path
         img = os.path.join(d, "disk.img")
         vt.create_image(img)
-        src = wd.add(vt.Guest(d, "src", [blk(img, True, props)], run="writer",
+        src = wd.add(vt.Guest(d, "src", [vt.virtio_blk(img, props, True)], run="writer",
                               args=(args.writers, 3, 1)))
-        dst = wd.add(vt.Guest(d, "dst", [blk(img, False, props)], incoming=True,
+        dst = wd.add(vt.Guest(d, "dst", [vt.virtio_blk(img, props, False)], incoming=True,
                               run="writer", args=(args.writers, 3, 1)))
         vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
                     120, "the source to stop on the I/O error")

@@ -27,7 +27,7 @@ def states(backend):
             re.findall(r"state (\w+): (\d+) bytes, sha256 (\w+)", backend.log())]
 
 
-class Setup:
+class Setup(vt.Setup):
     """Source and destination VMs, each with vhost-user-blk devices on their
     own contrib back-ends; the destination's back-ends start with an empty
     state of another seed, so only a transfer gives them the source's."""
@@ -36,18 +36,16 @@ class Setup:
                  src_fault=None, dst_fault=None, dst_props=None,
                  dst_binary=vt.QEMU, start_dst=True, timeout_ms=3000,
                  src_extra=(), dst_extra=()):
-        self.wd = wd
+        super().__init__(wd, "16M")
         self.sizes = sizes
         self.props = props
         self.timeout_ms = timeout_ms
         self.dst_extra = dst_extra
-        self.img = os.path.join(wd.path, "disk.img")
-        vt.create_image(self.img, "16M")
         self.src_be = [self.backend("src%d" % i, size, 1000 + i, src_fault,
                                     src_extra)
                        for i, size in enumerate(sizes)]
-        self.src = wd.add(vt.Guest(wd.path, "src", self.devices(self.src_be, props),
-                                   mem="128M", kernel=False))
+        self.src = self.guest("src", self.devices(self.src_be, props), mem="128M",
+                              kernel=False)
         self.dst = None
         if start_dst:
             self.start_destination(dst_fault, props if dst_props is None else dst_props,
@@ -59,9 +57,7 @@ class Setup:
             extra += ["--state-size", str(size), "--state-seed", str(seed)]
         if fault:
             extra += ["--state-fault", fault]
-        return self.wd.add(vt.ContribBlk(self.wd.path, name, self.img,
-                                         os.path.join(self.wd.path, name + ".sock"),
-                                         extra=extra))
+        return self.contrib_blk(name, extra=extra)
 
     def devices(self, backends, props):
         devs = []
@@ -81,19 +77,15 @@ class Setup:
         if binary != vt.QEMU:
             devs = [[a.replace(",x-state-transfer-timeout=%d" % self.timeout_ms, "")
                      for a in d] for d in devs]
-        self.dst = self.wd.add(vt.Guest(self.wd.path, "dst%d" % n, devs, mem="128M",
-                                        incoming=True, binary=binary, kernel=False))
+        self.dst = self.guest("dst%d" % n, devs, mem="128M", incoming=True,
+                              binary=binary, kernel=False)
         return self.dst
 
     def start_migration(self):
         """Start migrating with the return path, so that a destination that
         fails to load makes the source fail and resume."""
-        for p in (self.src, self.dst):
-            p.cmd("migrate-set-capabilities",
-                  capabilities=[{"capability": "return-path", "state": True}])
-        uri = "unix:" + os.path.join(self.wd.path, "mig.sock")
-        self.dst.cmd("migrate-incoming", uri=uri, **{"exit-on-error": False})
-        self.src.cmd("migrate", uri=uri)
+        vt.start_migration(self.src, self.dst, "unix:" + self.path("mig.sock"),
+                           caps=("return-path",), exit_on_error=False)
 
     def migrate(self, timeout=120):
         """Migrate (start_migration()); return query-migrate."""
@@ -108,12 +100,7 @@ class Setup:
                     "the stall")
 
     def wait_migration(self, timeout=120):
-        def done():
-            info = self.src.cmd("query-migrate")
-            if info.get("status") in ("completed", "failed", "cancelled"):
-                return info
-            return None
-        return vt.wait_for(done, timeout, "migration", interval=0.1)
+        return vt.wait_migration(self.src, timeout)
 
     def assert_source_running(self):
         vt.wait_for(lambda: self.src.cmd("query-status")["status"] == "running",
@@ -327,9 +314,7 @@ def test_destination_fault_fails_cleanly(fault, message):
 
 def save_to_file(wd, s):
     path = os.path.join(wd.path, "state.mig")
-    s.src.cmd("migrate", uri="file:" + path)
-    info = s.wait_migration()
-    assert info["status"] == "completed", info
+    vt.migrate_to_file(s.src, path)
     with open(path, "rb") as f:
         return f.read()
 
@@ -352,13 +337,7 @@ def load_from_file(wd, s, stream, n=1):
     path = os.path.join(wd.path, "edited%d.mig" % n)
     with open(path, "wb") as f:
         f.write(stream)
-    dst = s.start_destination(n=n)
-    dst.cmd("migrate-incoming", uri="file:" + path, **{"exit-on-error": False})
-
-    def done():
-        info = dst.cmd("query-migrate")
-        return info if info.get("status") in ("completed", "failed") else None
-    return vt.wait_for(done, 60, "incoming migration")
+    return vt.load_from_file(s.start_destination(n=n), path)
 
 
 def frame(chunks):
@@ -435,8 +414,7 @@ def test_fs_backend_without_the_feature(migration):
             assert src.cmd("query-status")["status"] == "running"
         else:
             assert "error" not in r, r
-            vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
-                        60, "migration")
+            assert vt.wait_migration(src, 60)["status"] == "completed"
 
 
 @pytest.mark.parametrize("migration", ["internal", "external"])
@@ -452,9 +430,7 @@ def test_fs_state_in_stream_only_when_internal(migration):
                                   os.path.join(wd.path, "vfs.sock")))
         src = fs_vm(wd, "src", fsd.vhost_sock, migration)
         path = os.path.join(wd.path, "s.mig")
-        src.cmd("migrate", uri="file:" + path)
-        vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
-                    60, "migration")
+        vt.migrate_to_file(src, path)
         with open(path, "rb") as f:
             stream = f.read()
         assert (b"vhost-user-fs-backend" in stream) == (migration == "internal")

@@ -11,7 +11,6 @@ import os
 import pytest
 
 import vlmtest as vt
-from test_virtio_blk_inflight import blk
 
 WRITERS = 4
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(vt.QEMU_BASE),
 
 
 def held_source(wd, img, binary, props=""):
-    src = wd.add(vt.Guest(wd.path, "src", [blk(img, True, props)], run="writer",
+    src = wd.add(vt.Guest(wd.path, "src", [vt.virtio_blk(img, props, True)], run="writer",
                           args=(WRITERS, 3, 1), binary=binary))
     vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
                 90, "the source to stop on the I/O error")
@@ -28,7 +27,7 @@ def held_source(wd, img, binary, props=""):
 
 
 def destination(wd, img, name, binary, props=""):
-    return wd.add(vt.Guest(wd.path, name, [blk(img, False, props)], incoming=True,
+    return wd.add(vt.Guest(wd.path, name, [vt.virtio_blk(img, props, False)], incoming=True,
                            run="writer", args=(WRITERS, 3, 1), binary=binary))
 
 
@@ -58,7 +57,7 @@ def test_inflight_vmstate_idle_to_base():
     with vt.Workdir() as wd:
         img = os.path.join(wd.path, "disk.img")
         vt.create_image(img)
-        src = wd.add(vt.Guest(wd.path, "src", [blk(img, False, ",inflight-vmstate=on")],
+        src = wd.add(vt.Guest(wd.path, "src", [vt.virtio_blk(img, ",inflight-vmstate=on", False)],
                               run="writer", args=(WRITERS, 3, 4)))
         src.wait_console(r"^idle", 60)
         dst = destination(wd, img, "dst", vt.QEMU_BASE)

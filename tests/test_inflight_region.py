@@ -19,45 +19,8 @@ import pytest
 
 import vlmtest as vt
 
-SUB = b"vhost-user-blk/inflight"
-BUF = b"vhost-inflight-region/buffer"
 DEV = "virtio-blk /machine/peripheral/blk0/virtio-backend"
-DESC = 16                       # split layout: header and DescStateSplit
-
-
-def blk(sock):
-    return vt.vhost_user_blk_device(sock, extra=",inflight-migration=on")
-
-
-class Stream:
-    """The bytes of a stream and where its region is."""
-
-    def __init__(self, data):
-        self.data = data
-        hdr = bytes([0x05, len(SUB)]) + SUB
-        i = data.find(hdr)
-        assert i > 0 and data.find(hdr, i + 1) < 0, "one %s subsection" % SUB
-        p = i + 2 + len(SUB) + 4
-        self.size_off = p
-        self.size = struct.unpack(">Q", data[p:p + 8])[0]
-        self.qs_off = p + 8
-        self.queue_size = struct.unpack(">H", data[p + 8:p + 10])[0]
-        self.buf_hdr = p + 10
-        assert data[self.buf_hdr:self.buf_hdr + 2 + len(BUF)] == \
-            bytes([0x05, len(BUF)]) + BUF
-        self.region = self.buf_hdr + 2 + len(BUF) + 4
-        self.end = self.region + self.size
-        r = data[self.region:self.end]
-        self.inflight = [j for j in range(self.queue_size)
-                         if r[DESC + DESC * j]]
-
-    def desc(self, j):
-        """Offset of DescStateSplit j of queue 0"""
-        return self.region + DESC + DESC * j
-
-    def put(self, off, fmt, v):
-        n = struct.calcsize(fmt)
-        return self.data[:off] + struct.pack(fmt, v) + self.data[off + n:]
+DESC = vt.REGION_DESC
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +33,14 @@ def stream(request, tmp_path_factory):
     with vt.Workdir() as wd:
         b = wd.add(vt.ContribBlk(wd.path, "vub", img,
                                  os.path.join(wd.path, "vub.sock"), 2000))
-        src = wd.add(vt.Guest(wd.path, "src", [blk(b.vhost_sock)],
+        src = wd.add(vt.Guest(wd.path, "src", [vt.vhost_user_blk_device(b.vhost_sock, inflight_migration=True)],
                               run="writer", args=(8, 30, 0)))
         src.wait_console(r"^ready", 120)
         vt.wait_for(lambda: any(s[1] >= 4 for s in src.stats()[-1:]), 60,
                     "requests in flight")
-        src.cmd("migrate", uri="file:" + out)
-        vt.wait_for(lambda: src.cmd("query-migrate")["status"] == "completed",
-                    60, "migration to file")
+        vt.migrate_to_file(src, out)
     with open(out, "rb") as f:
-        s = Stream(f.read())
+        s = vt.RegionStream(f.read())
     assert s.queue_size == 128 and len(s.inflight) >= 4, vars(s)
     return d, img, s
 
@@ -92,22 +53,11 @@ def load(d, img, data, name):
     with vt.Workdir() as wd:
         b = wd.add(vt.ContribBlk(wd.path, "vub", img,
                                  os.path.join(wd.path, "vub.sock"), 0))
-        dst = wd.add(vt.Guest(wd.path, "dst", [blk(b.vhost_sock)],
+        dst = wd.add(vt.Guest(wd.path, "dst", [vt.vhost_user_blk_device(b.vhost_sock, inflight_migration=True)],
                               incoming=True, extra=("-S",)))
-        dst.cmd("migrate-incoming", uri="file:" + path,
-                **{"exit-on-error": False})
-
-        def done():
-            st = dst.cmd("query-migrate").get("status")
-            return st in ("completed", "failed") and st
-        status = vt.wait_for(done, 60, "incoming migration")
-        info = dst.cmd("query-migrate")
-        alive = dst.alive()
-        dst.stop()
-        log = dst.log()
-        assert "Sanitizer" not in log, log
+        r = vt.load_result(dst, path)
         assert "vu_panic" not in b.log(), b.log()
-        return status, info.get("error-desc", "") + "\n" + log, alive
+        return r
 
 
 def test_good_region_loads(stream):

@@ -12,14 +12,8 @@ import os
 import pytest
 
 import vlmtest as vt
-from test_virtio_blk_inflight import disk
 
 WRITERS = 4
-
-
-def blk(img, props=""):
-    return disk(img, False) + [
-        "-device", "virtio-blk-pci,id=blk0,drive=disk,addr=04.0%s" % props]
 
 
 def virtio_status(guest):
@@ -40,7 +34,7 @@ def test_linux_guest_ignores_suspend():
     with vt.Workdir() as wd:
         img = os.path.join(wd.path, "disk.img")
         vt.create_image(img)
-        g = wd.add(vt.Guest(wd.path, "g", [blk(img, ",suspend=on")],
+        g = wd.add(vt.Guest(wd.path, "g", [vt.virtio_blk(img, ",suspend=on", werror=None)],
                             run="writer", args=(WRITERS, 6, 0)))
         # The guest powers off after the workload: look while it writes.
         vt.wait_for(lambda: any(s[2] > 0 for s in g.stats()), 120,
@@ -68,9 +62,9 @@ def test_suspend_offered_not_negotiated_migrates(direction):
     with vt.Workdir() as wd:
         img = os.path.join(wd.path, "disk.img")
         vt.create_image(img)
-        src = wd.add(vt.Guest(wd.path, "src", [blk(img, s_props)], run="writer",
+        src = wd.add(vt.Guest(wd.path, "src", [vt.virtio_blk(img, s_props, werror=None)], run="writer",
                               args=(WRITERS, 6, 0), binary=s_bin))
-        dst = wd.add(vt.Guest(wd.path, "dst", [blk(img, d_props)], incoming=True,
+        dst = wd.add(vt.Guest(wd.path, "dst", [vt.virtio_blk(img, d_props, werror=None)], incoming=True,
                               run="writer", args=(WRITERS, 6, 0), binary=d_bin))
         vt.wait_for(lambda: any(s[2] > 0 for s in src.stats()), 120,
                     "writes on the source")

@@ -12,40 +12,36 @@ import vlmtest as vt
 LATENCY_MS = 1500
 
 
-def blk(sock, inflight_migration=True):
-    extra = ",inflight-migration=on" if inflight_migration else ""
-    return vt.vhost_user_blk_device(sock, extra=extra)
-
-
-class Setup:
+class Setup(vt.Setup):
     def __init__(self, wd, writers=8, seconds=8, latency_ms=LATENCY_MS,
                  inflight_migration=True, src_extra=(), delay=0):
-        self.wd = wd
-        self.img = os.path.join(wd.path, "disk.img")
-        vt.create_image(self.img)
+        super().__init__(wd, "64M")
         self.args = (writers, seconds, delay)
         self.latency_ms = latency_ms
         self.inflight_migration = inflight_migration
         self.n = 0
         self.src_blk = self.backend(extra=src_extra)
-        self.src = wd.add(vt.Guest(wd.path, "src", [blk(self.src_blk.vhost_sock,
-                                                        inflight_migration)],
-                                   run="writer", args=self.args))
+        self.src = self.guest("src", [self.device(self.src_blk, inflight_migration)],
+                              run="writer", args=self.args)
 
     def backend(self, latency_ms=None, extra=()):
         self.n += 1
-        name = "vub%d" % self.n
-        return self.wd.add(vt.ContribBlk(
-            self.wd.path, name, self.img, os.path.join(self.wd.path, name + ".sock"),
-            self.latency_ms if latency_ms is None else latency_ms, extra))
+        return self.contrib_blk("vub%d" % self.n,
+                                self.latency_ms if latency_ms is None else latency_ms,
+                                extra)
 
     def destination(self, backend=None, inflight_migration=None):
         b = backend or self.backend()
         im = self.inflight_migration if inflight_migration is None else inflight_migration
         self.n += 1
-        return b, self.wd.add(vt.Guest(self.wd.path, "dst%d" % self.n,
-                                       [blk(b.vhost_sock, im)], incoming=True,
-                                       run="writer", args=self.args))
+        return b, self.guest("dst%d" % self.n, [self.device(b, im)], incoming=True,
+                             run="writer", args=self.args)
+
+    @staticmethod
+    def device(backend, inflight_migration):
+        # Off is the default: leave the property out, as a user would.
+        return vt.vhost_user_blk_device(backend.vhost_sock,
+                                        inflight_migration=inflight_migration or None)
 
     def wait_in_flight(self, guest, n=4):
         """Until the guest sees at least n requests in flight."""

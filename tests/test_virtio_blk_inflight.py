@@ -11,26 +11,6 @@ import pytest
 import vlmtest as vt
 
 
-def disk(img, failing):
-    """Block node "disk" on img; its writes fail with EIO when failing."""
-    args = ["-blockdev", "driver=file,node-name=f0,filename=%s,cache.direct=on" % img]
-    node = "f0"
-    if failing:
-        # raw emits the write_aio event that blkdebug's rule waits for.
-        args += ["-blockdev", "driver=blkdebug,node-name=dbg,image=f0,"
-                 "inject-error.0.event=write_aio,inject-error.0.iotype=write,"
-                 "inject-error.0.errno=5"]
-        node = "dbg"
-    return args + ["-blockdev", "driver=raw,node-name=disk,file=%s" % node]
-
-
-def blk(img, failing, props):
-    """virtio-blk-pci on img; writes fail with EIO when failing is set."""
-    return disk(img, failing) + [
-        "-device", "virtio-blk-pci,id=blk0,drive=disk,werror=stop,"
-        "addr=04.0%s" % props]
-
-
 @pytest.mark.parametrize("encoding", ["legacy", "vmstate"])
 @pytest.mark.parametrize("ring", ["split", "packed"])
 def test_stopped_requests_migrate(encoding, ring):
@@ -42,9 +22,9 @@ def test_stopped_requests_migrate(encoding, ring):
         d = wd.path
         img = os.path.join(d, "disk.img")
         vt.create_image(img)
-        src = wd.add(vt.Guest(d, "src", [blk(img, True, props)], run="writer",
+        src = wd.add(vt.Guest(d, "src", [vt.virtio_blk(img, props, True)], run="writer",
                               args=(writers, 3, 2)))
-        dst = wd.add(vt.Guest(d, "dst", [blk(img, False, props)], incoming=True,
+        dst = wd.add(vt.Guest(d, "dst", [vt.virtio_blk(img, props, False)], incoming=True,
                               run="writer", args=(writers, 3, 2)))
         # The first writes fail: the VM stops with the requests parked in
         # the device, none of them completed to the guest.

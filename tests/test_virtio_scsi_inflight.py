@@ -10,12 +10,11 @@ import os
 import pytest
 
 import vlmtest as vt
-from test_virtio_blk_inflight import disk
 
 
 def scsi(img, failing, props):
     """scsi-hd on img behind virtio-scsi-pci; writes fail when failing."""
-    return disk(img, failing) + [
+    return vt.blockdev(img, failing) + [
         "-device", "virtio-scsi-pci,id=scsi0,addr=04.0%s" % props,
         "-device", "scsi-hd,drive=disk,bus=scsi0.0,werror=stop"]
 

@@ -32,12 +32,12 @@ def need_virtiofsd():
         pytest.fail("no %s: run scripts/virtiofsd.sh (make virtiofsd)" % vt.VIRTIOFSD)
 
 
-class Setup:
+class Setup(vt.Setup):
     """The shared directory (read.dat: random data; append.txt: one line
     from the host), the source's virtiofsd, and the source guest."""
 
     def __init__(self, wd):
-        self.wd = wd
+        super().__init__(wd)
         self.token = secrets.token_hex(6)
         self.share = os.path.join(wd.path, "share")
         os.mkdir(self.share)
@@ -48,14 +48,13 @@ class Setup:
         with open(os.path.join(self.share, "append.txt"), "w") as f:
             f.write(self.host_line)
         self.src_fsd = self.virtiofsd("vfs-src", self.share)
-        self.src = wd.add(vt.Guest(wd.path, "src",
-                                   [vt.vhost_user_fs_device(self.src_fsd.vhost_sock, TAG)],
-                                   run="virtiofs", args=(TAG, self.token)))
+        self.src = self.guest("src", [vt.vhost_user_fs_device(self.src_fsd.vhost_sock, TAG)],
+                              run="virtiofs", args=(TAG, self.token))
 
     def virtiofsd(self, name, shared_dir, extra=()):
-        return self.wd.add(vt.Virtiofsd(
-            self.wd.path, name, shared_dir, os.path.join(self.wd.path, name + ".sock"),
-            ["--migration-mode", "find-paths", "--log-level", "debug"] + list(extra)))
+        return super().virtiofsd(name, shared_dir,
+                                 ["--migration-mode", "find-paths", "--log-level", "debug"] +
+                                 list(extra))
 
     def migrate_to_other_dir(self, on_error):
         """Migrate to a destination whose shared directory has append.txt
@@ -72,9 +71,8 @@ class Setup:
 
     def destination(self, shared_dir, on_error="abort"):
         fsd = self.virtiofsd("vfs-dst", shared_dir, ["--migration-on-error", on_error])
-        dst = self.wd.add(vt.Guest(self.wd.path, "dst",
-                                   [vt.vhost_user_fs_device(fsd.vhost_sock, TAG)],
-                                   incoming=True, run="virtiofs", args=(TAG, self.token)))
+        dst = self.guest("dst", [vt.vhost_user_fs_device(fsd.vhost_sock, TAG)],
+                         incoming=True, run="virtiofs", args=(TAG, self.token))
         return fsd, dst
 
     def go(self, shared_dir):
