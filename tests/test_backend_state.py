@@ -16,6 +16,9 @@ import pytest
 
 import vlmtest as vt
 
+# The asan suite runs the whole module again on the ASan builds.
+pytestmark = pytest.mark.asan
+
 KiB = 1024
 MiB = 1024 * KiB
 SUBSECTION = b"vhost-user-blk/backend-state"

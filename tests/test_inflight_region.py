@@ -19,6 +19,9 @@ import pytest
 
 import vlmtest as vt
 
+# The asan suite runs the whole module again on the ASan builds.
+pytestmark = pytest.mark.asan
+
 DEV = "virtio-blk /machine/peripheral/blk0/virtio-backend"
 DESC = vt.REGION_DESC
 

@@ -16,6 +16,9 @@ import pytest
 
 import vlmtest as vt
 
+# The asan suite runs the whole module again on the ASan builds.
+pytestmark = pytest.mark.asan
+
 SUB = vt.INFLIGHT_SUB
 PROPS = ",inflight-vmstate=on"
 

@@ -150,3 +150,32 @@ def test_unlisted_patch_is_an_error(scratch):
         f.write(BAD_STYLE)
     r = sh("checkpatch.sh", env=env, check=False)
     assert r.returncode != 0 and "not listed in patches/series" in r.stdout
+
+
+def report(kind, path):
+    r = subprocess.run([os.path.join(TOP, "tests", "report.py"), kind, str(path)],
+                       capture_output=True, text=True, check=True)
+    return tuple(int(n) for n in r.stdout.split())
+
+
+def test_report_reads_tap(tmp_path):
+    """run.sh's counts of TAP output: SKIP and TODO directives, Bail out!"""
+    p = tmp_path / "t.tap"
+    p.write_text("1..5\nok 1 /a\nnot ok 2 /b\nok 3 /c # SKIP no binary\n"
+                 "not ok 4 /d # TODO not yet\n# ok 9 a comment\nBail out! died\n")
+    assert report("tap", p) == (2, 2, 1)
+
+
+def test_report_reads_junit(tmp_path):
+    """run.sh's counts of a pytest run come from its JUnit report."""
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n"
+        "def test_ok():\n    pass\n"
+        "def test_bad():\n    assert False\n"
+        "@pytest.mark.skip\ndef test_skipped():\n    pass\n"
+        "def test_error(missing_fixture):\n    pass\n")
+    xml = tmp_path / "r.xml"
+    subprocess.run(["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "--junitxml", str(xml), str(tmp_path / "test_x.py")],
+                   capture_output=True, cwd=tmp_path)
+    assert report("junit", xml) == (1, 2, 1)

@@ -61,7 +61,10 @@ def assert_no_panic(*backends):
         assert "vu_panic" not in b.log(), b.log()
 
 
-@pytest.mark.parametrize("inflight_migration", [True, False], ids=["on", "off"])
+@pytest.mark.parametrize("inflight_migration", [
+    pytest.param(True, id="on", marks=pytest.mark.asan),
+    pytest.param(False, id="off"),
+])
 def test_migrate_with_requests_in_flight(inflight_migration):
     """Requests held by the source's back-end at switchover are resubmitted
     by the destination's back-end, and the guest's data verifies.  Without
@@ -97,6 +100,7 @@ def test_migrate_repeatedly_under_load():
         assert_no_panic(*blks)
 
 
+@pytest.mark.asan
 def test_cancel_at_switchover_resumes_source():
     """The source stops its back-end without draining, the destination dies
     before the switchover and the migration is cancelled: the source resumes

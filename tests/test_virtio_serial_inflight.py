@@ -110,6 +110,7 @@ def throttled_stream(d, out):
         return f.read()
 
 
+@pytest.mark.asan
 @pytest.mark.parametrize("field,value", [("iov_idx", 1000),
                                          ("iov_offset", 1 << 40)])
 def test_legacy_position_outside_element_fails_cleanly(field, value):
