@@ -46,7 +46,9 @@ suite_series() {
     # no fuzz, whatever the state of the developer's work tree.
     local scratch
     scratch=$(mktemp -d)
-    if WORK_TREE=$scratch/qemu "$TOP/scripts/worktree.sh" --force >>"$log" 2>&1; then
+    # (no automatic gc: one detached after git am would race the rm below)
+    if GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=gc.auto GIT_CONFIG_VALUE_0=0 \
+       WORK_TREE=$scratch/qemu "$TOP/scripts/worktree.sh" --force >>"$log" 2>&1; then
         pass=$((pass + 1))
     else
         fail=$((fail + 1)); grep 'does not apply\|series names' "$log"
