@@ -176,7 +176,8 @@ suite_qtest() {
                 -s /x86_64/virtio/suspend/migrate-refused
     fi
     local skip
-    read -r pass fail skip < <("$TOP/tests/report.py" tap "$log")
+    read -r pass fail skip < <("$TOP/tests/report.py" tap "$log") ||
+        { echo "cannot read $log"; pass=0 fail=1 skip=0; }
     grep -E '^not ok ' "$log" | grep -v '# SKIP' | head -20
     record qtest "$pass" "$fail" "$skip skipped"
 }
