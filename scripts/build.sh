@@ -23,7 +23,8 @@ elif [ "${1:-}" = --asan ]; then
     # contrib/vhost-user-blk for the back-end state tests.
     [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
     BUILD_DIR=$VLM_CACHE/build-asan
-    BUILD_TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 contrib/vhost-user-blk/vhost-user-blk"}
+    BUILD_TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 contrib/vhost-user-blk/vhost-user-blk
+        tests/unit/test-blk-withdraw"}
     VLM_EXTRA_CONFIG="--enable-asan ${VLM_EXTRA_CONFIG:-}"
 else
     [ -d "$WORK_TREE/.git" ] || "$VLM_TOP/scripts/worktree.sh"
@@ -65,7 +66,8 @@ fi
 TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
     contrib/vhost-user-blk/vhost-user-blk
     tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
-    tests/unit/test-vhost-inflight
+    tests/unit/test-vhost-inflight tests/unit/test-blk-withdraw
+    tests/unit/test-coroutine
     tests/qtest/virtio-blk-inflight-test
     tests/qtest/virtio-suspend-test
     storage-daemon/qemu-storage-daemon"}

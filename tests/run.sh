@@ -161,6 +161,8 @@ suite_qtest() {
     tap 1500 ./tests/qtest/migration-test -m quick
     tap 300 ./tests/unit/test-vmstate
     tap 300 ./tests/unit/test-vhost-inflight
+    tap 300 ./tests/unit/test-blk-withdraw
+    tap 300 ./tests/unit/test-coroutine -p /locking/co-queue/remove
     tap 600 ./tests/qtest/virtio-blk-inflight-test
     tap 600 ./tests/qtest/virtio-suspend-test
     # Again on the ASan build of QEMU and contrib/vhost-user-blk (LeakSanitizer
@@ -174,6 +176,8 @@ suite_qtest() {
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
             tap 900 ./tests/qtest/virtio-suspend-test \
                 -s /x86_64/virtio/suspend/migrate-refused
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            tap 300 "$asan/tests/unit/test-blk-withdraw"
     fi
     local skip
     read -r pass fail skip < <("$TOP/tests/report.py" tap "$log") ||

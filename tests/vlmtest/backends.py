@@ -10,7 +10,12 @@ class StorageDaemon(Process):
     """qemu-storage-daemon serving a vhost-user-blk export on a UNIX socket."""
 
     def __init__(self, workdir, name, image, vhost_sock, iops=None,
-                 num_queues=1, extra_export="", binary=QSD):
+                 num_queues=1, extra_export="", binary=QSD, fmt="raw",
+                 trace=(), issued_iops=None):
+        """fmt "qcow2" opens image as a qcow2 file (with its backing file);
+        trace names trace events to log.  issued_iops throttles the file
+        below the format node, where the requests wait after the export has
+        issued them."""
         qmp = os.path.join(workdir, name + ".qmp")
         node = "file0"
         argv = [binary,
@@ -18,6 +23,17 @@ class StorageDaemon(Process):
                 "--monitor", "chardev=qmp0",
                 "--blockdev", "driver=file,node-name=%s,filename=%s,"
                 "cache.direct=on,aio=native,locking=off" % (node, image)]
+        for t in trace:
+            argv += ["--trace", t]
+        if issued_iops:
+            argv += ["--object", "throttle-group,id=tg1,x-iops-total=%d"
+                     % issued_iops,
+                     "--blockdev", "driver=throttle,node-name=thr1,"
+                     "throttle-group=tg1,file=%s" % node]
+            node = "thr1"
+        if fmt != "raw" or issued_iops:
+            argv += ["--blockdev", "driver=%s,node-name=fmt0,file=%s" % (fmt, node)]
+            node = "fmt0"
         if iops:
             # A throttle group makes every request wait: requests really
             # are in flight in the back-end for a while.

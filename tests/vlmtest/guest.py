@@ -1,6 +1,7 @@
 """The test guest (tests/guest/): Debian's kernel and a busybox initramfs,
 or the firmware alone, under TCG."""
 
+import json
 import os
 import re
 import subprocess
@@ -76,3 +77,30 @@ class Guest(Process):
 
 def create_image(path, size="64M"):
     subprocess.run([QEMU_IMG, "create", "-q", "-f", "raw", path, size], check=True)
+
+
+def create_overlay(path, backing):
+    """A qcow2 image at path over the raw image backing: its writes stay in
+    path, and backing keeps what was written to it before.  Its 4 KiB
+    clusters hold exactly what the guest's 4 KiB writes wrote."""
+    subprocess.run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", "raw",
+                    "-o", "cluster_size=4096", "-b", backing, path], check=True)
+
+
+def overlay_blocks(path, limit):
+    """{4 KiB block index: content} of what the overlay at path holds itself,
+    below byte limit."""
+    out = subprocess.run([QEMU_IMG, "map", "--output=json", path], check=True,
+                         capture_output=True, text=True).stdout
+    raw = path + ".raw"
+    subprocess.run([QEMU_IMG, "convert", "-O", "raw", path, raw], check=True)
+    blocks = {}
+    with open(raw, "rb") as f:
+        for e in json.loads(out):
+            if e["depth"] != 0 or not e["data"]:
+                continue
+            for off in range(e["start"], min(e["start"] + e["length"], limit), 4096):
+                f.seek(off)
+                blocks[off // 4096] = f.read(4096)
+    os.unlink(raw)
+    return blocks
