@@ -7,19 +7,22 @@ A real guest (TCG) keeps 16 O_DIRECT writers busy on a vhost-user-blk
 export whose node is behind a throttle group, so that nearly all of them
 wait in the group when the migration starts.  With inflight-migration on,
 the source daemon withdraws the requests the group has not let through and
-waits only for those already issued; with it off, the stop drains, and
+waits only for those already issued, completing them to the guest; with it off, the stop drains, and
 waits for the group to let every request through.  The baseline is the
 same set-up migrated while the disk is idle.
 
-Each figure is the median of three migrations in a row of one VM, from
-query-migrate's downtime.  Prints a table and the ratios for the targets:
+Each figure is the median of migrations in a row of one VM, from
+query-migrate's downtime: nine for on and idle, whose few ms vary with the
+RAM sent in the stop, three for off, which takes seconds.  Prints a table and the ratios for the targets:
 on within 1.5x of idle (or within 1 ms: query-migrate gives whole ms),
 off at least 10x on at 2 IOPS.
 Writes docs/bench-downtime-qsd.{md,png} with --write-docs.
 """
 
 import argparse
+import datetime
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -33,8 +36,30 @@ DOWNTIME_LIMIT_MS = 20          # as in bench/downtime_vhost_user_blk.py
 BANDWIDTH = 10 << 30
 
 
-def measure(iops, on, idle=False, hops=3):
-    """Median downtime (ms) of `hops` migrations in a row of one VM."""
+HOPS_FAST = 9
+HOPS_OFF = 3
+
+
+# The source's stop for the switchover, timed from its trace: from the stop
+# notifiers (the device's GET_VRING_BASE and its wait) to the VM stopped.
+TRACE = ("-msg", "timestamp=on", "-trace", "vm_state_notify",
+         "-trace", "migration_completion_vm_stop")
+STOP_RE = re.compile(r"^(\S+) vm_state_notify running 0 reason \d+ "
+                     r"\(finish-migrate\)\n(?:.*\n)*?(\S+) "
+                     r"migration_completion_vm_stop", re.M)
+
+
+def stop_ms(log):
+    """How long the last switchover's stop took in the source, in ms."""
+    m = list(STOP_RE.finditer(log))[-1]
+    t0, t1 = (datetime.datetime.fromisoformat(t.rstrip("Z"))
+              for t in m.groups())
+    return (t1 - t0).total_seconds() * 1000
+
+
+def measure(iops, on, idle=False, hops=HOPS_FAST):
+    """Median downtime and median stop time (ms) of `hops` migrations in a
+    row of one VM."""
     with vt.Workdir() as wd:
         img = os.path.join(wd.path, "disk.img")
         vt.create_image(img)
@@ -46,10 +71,10 @@ def measure(iops, on, idle=False, hops=3):
                                         iops=iops))
             dev = vt.vhost_user_blk_device(q.vhost_sock, inflight_migration=on)
             return wd.add(vt.Guest(wd.path, "g%d" % n, [dev], incoming=incoming,
-                                   run="writer", args=args))
+                                   run="writer", args=args, extra=TRACE))
         cur = guest(0, False)
         cur.wait_console(r"^idle" if idle else r"^ready", 120)
-        downtimes = []
+        downtimes, stops = [], []
         for hop in range(hops):
             nxt = guest(hop + 1, True)
             cur.cmd("migrate-set-parameters", **{
@@ -65,9 +90,10 @@ def measure(iops, on, idle=False, hops=3):
             if info["status"] != "completed":
                 raise vt.TestError("migration %s: %s" % (info["status"], info))
             downtimes.append(info["downtime"])
+            stops.append(stop_ms(cur.log()))
             cur.stop()
             cur = nxt
-        return statistics.median(downtimes)
+        return statistics.median(downtimes), statistics.median(stops)
 
 
 def main():
@@ -79,13 +105,13 @@ def main():
     for iops in [int(x) for x in opts.iops.split(",")]:
         idle = measure(iops, True, idle=True)
         on = measure(iops, True)
-        off = measure(iops, False)
+        off = measure(iops, False, hops=HOPS_OFF)
         rows.append((iops, on, off, idle))
     ok = True
-    print("| IOPS | on | off | idle | off/on | on/idle |")
-    for iops, on, off, idle in rows:
-        print("| %d | %d | %d | %d | %.1fx | %.2fx |"
-              % (iops, on, off, idle, off / max(on, 1), on / max(idle, 1)))
+    print(HEADER)
+    for row in rows:
+        iops, on, off, idle = row[0], row[1][0], row[2][0], row[3][0]
+        print(table_row(row))
         near = on <= idle * 1.5 or on <= idle + 1
         ok &= near
         print("  on within 1.5x of idle: %s" % ("yes" if near else "NO"))
@@ -98,6 +124,19 @@ def main():
     return 0 if ok else 1
 
 
+HEADER = ("| IOPS | on | off | idle | off/on | on/idle "
+          "| stop: on | off | idle | on/idle |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(row):
+    """Downtimes in whole ms (query-migrate's), then the source's stop."""
+    iops, (on, s_on), (off, s_off), (idle, s_idle) = row
+    return ("| %d | %d | %d | %d | %.1fx | %.2fx | %.2f | %.2f | %.2f | %.2fx |"
+            % (iops, on, off, idle, off / max(on, 1), on / max(idle, 1),
+               s_on, s_off, s_idle, s_on / s_idle))
+
+
 def write_docs(rows):
     md = os.path.join(TOP, "docs", "bench-downtime-qsd.md")
     png = os.path.join(TOP, "docs", "bench-downtime-qsd.png")
@@ -105,26 +144,32 @@ def write_docs(rows):
     with open(md, "w") as f:
         f.write("# Downtime on qemu-storage-daemon, throttled\n\n"
                 "Produced by `bench/downtime_qsd.py --write-docs` (one run; "
-                "medians of 3 migrations of one VM; TCG guest, 256 MiB, "
+                "medians of %d migrations of one VM for on and idle, %d "
+                "for off; TCG guest, 256 MiB, "
                 "%d O_DIRECT writers on vhost-user-blk, the export's node "
                 "behind a throttle group, max-bandwidth 10 GiB/s, "
                 "downtime-limit %d ms, 2 cores). With inflight-migration on "
                 "the source daemon withdraws the requests that wait in the "
-                "group and waits only for the one it has issued; off, the "
-                "stop drains the group. Downtime in whole ms.\n\n"
-                % (WRITERS, DOWNTIME_LIMIT_MS))
-        f.write("| IOPS | on | off | idle | off/on | on/idle |\n"
-                "|---|---|---|---|---|---|\n")
-        for iops, on, off, idle in rows:
-            f.write("| %d | %d | %d | %d | %.1fx | %.2fx |\n"
-                    % (iops, on, off, idle, off / max(on, 1), on / max(idle, 1)))
+                "group and waits only for those it has issued, which "
+                "complete to the guest before it answers; off, the stop "
+                "drains the group. Downtime in whole ms, from query-migrate; "
+                "figures of a few ms vary by 1-3 ms from one run to the next, "
+                "with the RAM the writers dirty, sent in the same stop. "
+                "`stop` is the source's own stop for the switchover, from "
+                "its trace (`vm_state_notify` to "
+                "`migration_completion_vm_stop`, in ms): the device's "
+                "GET_VRING_BASE round trips and the daemon's wait.\n\n"
+                % (HOPS_FAST, HOPS_OFF, WRITERS, DOWNTIME_LIMIT_MS))
+        f.write(HEADER + "\n")
+        for row in rows:
+            f.write(table_row(row) + "\n")
         f.write("\nTargets: `on` within 1.5x of idle (or 1 ms of it); "
                 "`off` at least 10x `on` at 2 IOPS.\n"
                 "\n![downtime](bench-downtime-qsd.png)\n")
     os.makedirs(os.path.dirname(dat), exist_ok=True)
     with open(dat, "w") as f:
         for iops, on, off, idle in rows:
-            f.write('"%d IOPS" %d %d %d\n' % (iops, on, off, idle))
+            f.write('"%d IOPS" %d %d %d\n' % (iops, on[0], off[0], idle[0]))
     subprocess.run(["gnuplot", "-e",
                     "set terminal png size 700,400; set output '%s';"
                     "set style data histograms; set style fill solid 0.8;"
