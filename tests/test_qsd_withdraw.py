@@ -84,6 +84,27 @@ class Pair:
         self.sq.stop()
         return self.sq.log()
 
+    def migrate(self):
+        """Migrate, check that the destination verifies its data, that the
+        source's image did not change after the switchover and that no
+        request was done on both sides; return how many the source
+        withdrew."""
+        info = vt.migrate(self.src, self.dst,
+                          "unix:" + os.path.join(self.wd.path, "mig"))
+        assert info["status"] == "completed", info
+        at_switchover = written_area(self.img)
+        assert_verified(self.dst)
+        log = self.source_daemon_quit()
+        assert written_area(self.img) == at_switchover, \
+            "the source daemon wrote after its stop"
+        # The source completed to the guest what it had issued, and the
+        # destination resubmitted what it withdrew: none was done twice.
+        self.dst.stop()
+        self.dq.stop()
+        assert done_on_both(self.img, self.overlay) == 0
+        assert "vu_panic" not in log + self.dq.log()
+        return self.withdrawn()
+
 
 def assert_verified(guest):
     m = guest.wait_console(r"^verify (\w+) (\d+)", 120)
@@ -100,21 +121,7 @@ def test_queued_requests_move_with_the_vm(iops, num_queues):
     group at the stop, and the destination does every request once."""
     with vt.Workdir() as wd:
         p = Pair(wd, iops, num_queues, on=True)
-        info = vt.migrate(p.src, p.dst, "unix:" + os.path.join(wd.path, "mig"))
-        assert info["status"] == "completed", info
-        at_switchover = written_area(p.img)
-        withdrawn = p.withdrawn()
-        assert withdrawn >= 1, p.sq.log()[-2000:]
-        assert_verified(p.dst)
-        log = p.source_daemon_quit()
-        assert written_area(p.img) == at_switchover, \
-            "the source daemon wrote after its stop"
-        # The source completed to the guest what it had issued, and the
-        # destination resubmitted what it withdrew: none was done twice.
-        p.dst.stop()
-        p.dq.stop()
-        assert done_on_both(p.img, p.overlay) == 0
-        assert "vu_panic" not in log + p.dq.log()
+        assert p.migrate() >= 1, p.sq.log()[-2000:]
 
 
 def test_issued_requests_complete_on_the_source():
@@ -123,34 +130,15 @@ def test_issued_requests_complete_on_the_source():
     guest before it answers, so the destination does not do them again."""
     with vt.Workdir() as wd:
         p = Pair(wd, None, 1, on=True, issued_iops=20)
-        info = vt.migrate(p.src, p.dst, "unix:" + os.path.join(wd.path, "mig"))
-        assert info["status"] == "completed", info
-        at_switchover = written_area(p.img)
-        assert_verified(p.dst)
-        log = p.source_daemon_quit()
-        assert p.withdrawn() == 0, log[-2000:]
-        assert written_area(p.img) == at_switchover
-        p.dst.stop()
-        p.dq.stop()
-        assert done_on_both(p.img, p.overlay) == 0
-        assert "vu_panic" not in log + p.dq.log()
+        assert p.migrate() == 0, p.sq.log()[-2000:]
 
 
 def test_without_the_feature_the_export_drains():
-    """inflight-migration=off: GET_VRING_BASE drains, as it always did."""
+    """inflight-migration=off: GET_VRING_BASE drains, as it always did, and
+    the source completes every request."""
     with vt.Workdir() as wd:
         p = Pair(wd, 20, 1, on=False)
-        info = vt.migrate(p.src, p.dst, "unix:" + os.path.join(wd.path, "mig"))
-        assert info["status"] == "completed", info
-        at_switchover = written_area(p.img)
-        assert_verified(p.dst)
-        log = p.source_daemon_quit()
-        assert p.withdrawn() == 0, log[-2000:]
-        assert written_area(p.img) == at_switchover
-        # Drained: the source completed them all, nothing was resubmitted
-        p.dst.stop()
-        p.dq.stop()
-        assert done_on_both(p.img, p.overlay) == 0
+        assert p.migrate() == 0, p.sq.log()[-2000:]
 
 
 def test_cancelled_migration_resubmits_what_was_withdrawn():
