@@ -20,31 +20,51 @@ fi
 
 "$VLM_TOP/scripts/base.sh"
 
+# The base commit, made once per unpacked base in a repository of its own
+# (committing the whole tree is most of the cost of a work tree); each work
+# tree is a local clone of it.  Fixed dates make the commit the same
+# everywhere.
+base_git=$VLM_CACHE/qemu-base.git
+if [ "$(cat "$base_git/vlm-base-of" 2>/dev/null)" != "$(cat "$BASE_DIR/.vlm-base")" ]; then
+    rm -rf "$base_git" "$base_git.tmp"
+    cp -a "$BASE_DIR" "$base_git.tmp"
+    rm -f "$base_git.tmp/.vlm-base"
+    git_b() { git -C "$base_git.tmp" -c core.autocrlf=false "$@"; }
+    git_b init -q -b master
+    git_b add -A -f .
+    GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" \
+    GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \
+        git_b commit -q --no-verify -m "QEMU $QEMU_VERSION (base of virtio-lm)"
+    git_b tag vlm-base
+    cp "$BASE_DIR/.vlm-base" "$base_git.tmp/vlm-base-of"
+    mv "$base_git.tmp" "$base_git"
+fi
+
 git_wt() { git -C "$WORK_TREE.tmp" -c core.autocrlf=false -c am.threeWay=false "$@"; }
-export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z"
 
 rm -rf "$WORK_TREE.tmp"
-cp -a "$BASE_DIR" "$WORK_TREE.tmp"
-rm -f "$WORK_TREE.tmp/.vlm-base"
-git_wt init -q -b master
+git -c core.autocrlf=false clone -q --local "$base_git" "$WORK_TREE.tmp"
+git_wt remote remove origin
 # Commits made by hand in the work tree carry the project's identity.
 git_wt config user.name "$GIT_AUTHOR_NAME"
 git_wt config user.email "$GIT_AUTHOR_EMAIL"
-git_wt add -A -f .
-git_wt commit -q --no-verify -m "QEMU $QEMU_VERSION (base of virtio-lm)"
-git_wt tag vlm-base
-unset GIT_AUTHOR_DATE GIT_COMMITTER_DATE
 
-n=0
-while read -r p; do
+mapfile -t series < <(series_patches)
+paths=()
+for p in "${series[@]}"; do
     [ -f "$PATCH_DIR/$p" ] || die "patches/series names $p, which does not exist"
-    if ! git_wt am -q --no-3way --whitespace=nowarn "$PATCH_DIR/$p" >/dev/null 2>&1; then
-        git_wt am --abort >/dev/null 2>&1 || true
-        rm -rf "$WORK_TREE.tmp"
-        die "patch $p does not apply to the base plus the patches before it"
-    fi
-    n=$((n + 1))
-done < <(series_patches)
+    paths+=("$PATCH_DIR/$p")
+done
+# One git am for the whole series; where it stops, the commits made so far
+# tell which patch did not apply.
+if [ ${#paths[@]} -gt 0 ] &&
+   ! git_wt am -q --no-3way --whitespace=nowarn "${paths[@]}" >/dev/null 2>&1; then
+    n=$(git_wt rev-list --count vlm-base..HEAD)
+    git_wt am --abort >/dev/null 2>&1 || true
+    rm -rf "$WORK_TREE.tmp"
+    die "patch ${series[$n]} does not apply to the base plus the patches before it"
+fi
+n=${#series[@]}
 
 rm -rf "$WORK_TREE"
 mv "$WORK_TREE.tmp" "$WORK_TREE"
