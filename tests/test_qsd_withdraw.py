@@ -41,10 +41,12 @@ def done_on_both(img, overlay):
 
 
 class Pair:
-    def __init__(self, wd, iops, num_queues, on, seconds=14, issued_iops=None):
+    def __init__(self, wd, iops, num_queues, on, seconds=24, issued_iops=None):
         """The destination's daemon is throttled to iops or issued_iops, so
         that its writers do not write a block twice and overwrite what it
-        resubmitted."""
+        resubmitted.  The writers run for `seconds`: long enough to be busy
+        still at the switchover of a loaded machine (with 14 s, a clean
+        make check once found nothing to withdraw at 20 IOPS)."""
         d = wd.path
         self.wd = wd
         self.img = os.path.join(d, "disk.img")
