@@ -24,7 +24,7 @@ fi
 # (committing the whole tree is most of the cost of a work tree); each work
 # tree is a local clone of it.  Fixed dates make the commit the same
 # everywhere.
-base_git=$VLM_CACHE/qemu-base.git
+base_git=$VLM_CACHE/base-commit
 if [ "$(cat "$base_git/vlm-base-of" 2>/dev/null)" != "$(cat "$BASE_DIR/.vlm-base")" ]; then
     rm -rf "$base_git" "$base_git.tmp"
     cp -a "$BASE_DIR" "$base_git.tmp"
@@ -35,7 +35,6 @@ if [ "$(cat "$base_git/vlm-base-of" 2>/dev/null)" != "$(cat "$BASE_DIR/.vlm-base
     GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" \
     GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \
         git_b commit -q --no-verify -m "QEMU $QEMU_VERSION (base of virtio-lm)"
-    git_b tag vlm-base
     cp "$BASE_DIR/.vlm-base" "$base_git.tmp/vlm-base-of"
     mv "$base_git.tmp" "$base_git"
 fi
@@ -45,6 +44,7 @@ git_wt() { git -C "$WORK_TREE.tmp" -c core.autocrlf=false -c am.threeWay=false "
 rm -rf "$WORK_TREE.tmp"
 git -c core.autocrlf=false clone -q --local "$base_git" "$WORK_TREE.tmp"
 git_wt remote remove origin
+git_wt tag vlm-base
 # Commits made by hand in the work tree carry the project's identity.
 git_wt config user.name "$GIT_AUTHOR_NAME"
 git_wt config user.email "$GIT_AUTHOR_EMAIL"
