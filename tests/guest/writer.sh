@@ -17,16 +17,16 @@ blocks=64                    # blocks per writer area, reused round-robin
 echo "vlm: ready writers=$writers seconds=$seconds delay=$delay"
 [ "$delay" -gt 0 ] && { echo "vlm: idle"; sleep "$delay"; echo "vlm: start"; }
 
-stamp() { # writer seq -> 4 KiB block
-    printf 'vlm-block w=%04d s=%08d\n' "$1" "$2" |
-        dd bs=4096 conv=sync 2>/dev/null
-}
 writer() {
     w=$1 s=0
     while [ ! -e /tmp/stop ]; do
         blk=$((w * blocks + s % blocks))
-        stamp "$w" "$s" | dd of=$dev bs=4096 seek=$blk oflag=direct \
-            conv=notrunc 2>/dev/null || { echo "vlm: ioerr w=$w s=$s"; break; }
+        # One process per request (printf is the shell's): conv=sync pads
+        # the stamp with zeros to the 4 KiB block, so that a slow guest
+        # still keeps the back-end's queue full.
+        printf 'vlm-block w=%04d s=%08d\n' "$w" "$s" |
+            dd of=$dev bs=4096 seek=$blk oflag=direct conv=sync,notrunc \
+            2>/dev/null || { echo "vlm: ioerr w=$w s=$s"; break; }
         echo "$s" >/tmp/last.$w
         s=$((s + 1))
     done
