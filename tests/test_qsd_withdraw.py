@@ -120,7 +120,7 @@ def assert_verified(guest):
     assert "not a head" not in guest.console(), guest.console()[-2000:]
 
 
-@pytest.mark.parametrize("iops,num_queues", [(2, 1), (2, 4), (20, 4)])
+@pytest.mark.parametrize("iops,num_queues", [(2, 1), (2, 4), (20, 1), (20, 4)])
 def test_queued_requests_move_with_the_vm(iops, num_queues):
     """Throttled to iops, the source daemon withdraws what waits in its
     group at the stop, and the destination does every request once."""
