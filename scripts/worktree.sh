@@ -20,13 +20,15 @@ fi
 
 "$VLM_TOP/scripts/base.sh"
 
-# The base commit, made once per unpacked base in a repository of its own
-# (committing the whole tree is most of the cost of a work tree); each work
-# tree is a local clone of it.  Fixed dates make the commit the same
-# everywhere.
+# The base commit, made once per unpacked base in a bare repository of its
+# own (committing the whole tree is most of the cost of a work tree); each
+# work tree is a local clone of it.  Bare, so that the cache holds no second
+# copy of the sources, nor a work tree that looks like an unpatched qemu/.
+# Fixed dates make the commit the same everywhere.
 base_git=$VLM_CACHE/base-commit
-if [ "$(cat "$base_git/vlm-base-of" 2>/dev/null)" != "$(cat "$BASE_DIR/.vlm-base")" ]; then
-    rm -rf "$base_git" "$base_git.tmp"
+if [ "$(cat "$base_git/vlm-base-of" 2>/dev/null)" != "$(cat "$BASE_DIR/.vlm-base")" ] ||
+   [ -e "$base_git/.git" ]; then
+    rm -rf "$base_git" "$base_git.tmp" "$base_git.new"
     cp -a "$BASE_DIR" "$base_git.tmp"
     rm -f "$base_git.tmp/.vlm-base"
     git_b() { git -C "$base_git.tmp" -c core.autocrlf=false "$@"; }
@@ -35,8 +37,11 @@ if [ "$(cat "$base_git/vlm-base-of" 2>/dev/null)" != "$(cat "$BASE_DIR/.vlm-base
     GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" \
     GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \
         git_b commit -q --no-verify -m "QEMU $QEMU_VERSION (base of virtio-lm)"
-    cp "$BASE_DIR/.vlm-base" "$base_git.tmp/vlm-base-of"
-    mv "$base_git.tmp" "$base_git"
+    git clone -q --bare "$base_git.tmp" "$base_git.new"
+    git -C "$base_git.new" remote remove origin
+    cp "$BASE_DIR/.vlm-base" "$base_git.new/vlm-base-of"
+    rm -rf "$base_git.tmp"
+    mv "$base_git.new" "$base_git"
 fi
 
 git_wt() { git -C "$WORK_TREE.tmp" -c core.autocrlf=false -c am.threeWay=false "$@"; }
