@@ -162,7 +162,7 @@ suite_qtest() {
     # core (VMState, device sections, the analyze script's view of them):
     # precopy over each transport, with suspend, and plain postcopy.  Its
     # multifd, postcopy recovery and preempt cases exercise channels the
-    # series does not touch; each case costs about 35 s here.
+    # series does not touch; each case costs about 40 s here.
     # (each case by name: "-p $m/precopy" ran only precopy/file)
     local m=/x86_64/migration
     tap 1500 "$TOP/scripts/no-kvm.sh" ./tests/qtest/migration-test -m quick \

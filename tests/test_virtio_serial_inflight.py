@@ -113,20 +113,19 @@ def throttled_stream(d, out):
 
 
 def test_legacy_held_buffer_flows_after_the_rings_are_loaded():
-    """The stream stops for a moment right after the held element (legacy
-    encoding), as a slow network would: the incoming migration waits there
-    with the main loop running.  The port must not send and push the
-    element before the device's rings are loaded, which breaks the device
-    with "Virtqueue size exceeded"; once the VM runs, the guest writes the
-    rest."""
+    """The stream of a port holding a buffer (legacy encoding) pauses after
+    the ring addresses and before the end of the device's load, as a slow
+    network would: the incoming migration waits there with the main loop
+    running.  The port must not send and push its element before the rings
+    are set up, which breaks the device with "Virtqueue size exceeded";
+    once the VM runs, the guest writes the rest."""
     d = vt.short_dir()
     try:
         data = throttled_stream(d, os.path.join(d, "good.mig"))
-        rec = struct.pack(">IBBI", 1, 1, 1, 1)
-        i = data.find(rec)
+        i = data.find(struct.pack(">IBBI", 1, 1, 1, 1))
         assert i > 0, "no held-port record"
-        # After the ring addresses, before the end of virtio_load(): the
-        # queue is ready, its ring not set up yet
+        # The queue is ready from here (its addresses are loaded), its
+        # ring's caches not set up yet
         split = data.find(b"virtio/extra_state", data.find(b"virtio/virtqueues", i))
         assert split > i
         with vt.Workdir() as wd:
@@ -137,15 +136,12 @@ def test_legacy_held_buffer_flows_after_the_rings_are_loaded():
             reader.start()
             mig = os.path.join(wd.path, "mig")
             dst.cmd("migrate-incoming", uri="unix:" + mig)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            vt.wait_for(lambda: s.connect_ex(mig) == 0, 30, "incoming socket")
-            s.sendall(data[:split])
-            time.sleep(2)
-            s.sendall(data[split:])
-            s.close()
-            vt.wait_for(lambda: dst.cmd("query-migrate").get("status") in
-                        ("completed", "failed"), 60, "incoming migration")
-            assert dst.cmd("query-migrate")["status"] == "completed", dst.log()
+            with connect(mig) as s:
+                s.sendall(data[:split])
+                time.sleep(2)
+                s.sendall(data[split:])
+            info = vt.wait_migration(dst, 60, "incoming migration")
+            assert info["status"] == "completed", dst.log()
             vt.wait_for(lambda: "Virtqueue size exceeded" in dst.log() or
                         any("serial written" in ln for ln in dst.vlm_lines()),
                         180, "the guest's writer")

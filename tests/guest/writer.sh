@@ -21,9 +21,9 @@ writer() {
     w=$1 s=0
     while [ ! -e /tmp/stop ]; do
         blk=$((w * blocks + s % blocks))
-        # One process per request (printf is the shell's): conv=sync pads
-        # the stamp with zeros to the 4 KiB block, so that a slow guest
-        # still keeps the back-end's queue full.
+        # One program run per request (printf is the shell's): conv=sync
+        # pads the stamp with zeros to the 4 KiB block.  Cheap, so that a
+        # slow guest still keeps the back-end's queue full.
         printf 'vlm-block w=%04d s=%08d\n' "$w" "$s" |
             dd of=$dev bs=4096 seek=$blk oflag=direct conv=sync,notrunc \
             2>/dev/null || { echo "vlm: ioerr w=$w s=$s"; break; }
