@@ -1,5 +1,5 @@
 # virtio-lm: a QEMU 10.2.2 patch series.  See README.md.
-.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch clean bench
+.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch each-commit clean bench
 
 all: build
 
@@ -39,6 +39,11 @@ status:
 
 checkpatch: base
 	@scripts/checkpatch.sh
+
+# Build every commit of the series and run its tests (git rebase -x);
+# not part of check: about 45 min on 2 cores.
+each-commit: build
+	@scripts/each-commit.sh
 
 clean:
 	rm -rf build build.configure.log .cache/test-logs

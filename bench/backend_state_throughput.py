@@ -54,7 +54,7 @@ def event_time(p, name, timeout=120):
 
 
 def hwm_kib(p):
-    with open("/proc/%d/status" % p.proc.pid) as f:
+    with open("/proc/%d/status" % p.pid) as f:
         for ln in f:
             if ln.startswith("VmHWM:"):
                 return int(ln.split()[1])
@@ -105,7 +105,7 @@ def one_side(size):
         src = vm(wd, "src", be[0].vhost_sock)
         src.cmd("migrate-set-parameters", **{"max-bandwidth": 64 << 30})
         null = os.open("/dev/null", os.O_WRONLY)
-        src.qmp.send_fd_scm(null)
+        src.send_fd_scm(null)
         os.close(null)
         src.cmd("getfd", fdname="null")
         src.cmd("migrate", uri="fd:null")

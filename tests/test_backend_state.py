@@ -127,7 +127,7 @@ def fds(p):
     stable_since = time.monotonic()
     deadline = stable_since + 20
     while time.monotonic() < deadline:
-        now = sorted(os.listdir("/proc/%d/fd" % p.proc.pid), key=int)
+        now = sorted(os.listdir("/proc/%d/fd" % p.pid), key=int)
         if now != last:
             last, stable_since = now, time.monotonic()
         elif time.monotonic() - stable_since >= 1:

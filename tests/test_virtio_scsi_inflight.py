@@ -66,4 +66,4 @@ def test_vmstate_to_base_fails_cleanly():
         assert info["status"] == "failed", info
         vt.wait_for(lambda: not dst.alive(), 30, "destination exit")
         assert "virtio/inflight" in dst.log(), dst.log()
-        assert "Assertion" not in dst.log() and dst.proc.returncode == 1, dst.log()
+        assert "Assertion" not in dst.log() and dst.exitcode() == 1, dst.log()

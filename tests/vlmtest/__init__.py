@@ -1,13 +1,13 @@
 """Helpers for the virtio-lm tests, demo and benchmarks.
 
 Real processes only: qemu-system-x86_64, qemu-storage-daemon and the
-contrib back-ends from the build tree, driven over QMP with the client that
-ships in QEMU's python/ directory.  By concern:
+contrib back-ends from the build tree, driven over QMP with the client and
+the QEMUMachine class that ship in QEMU's python/ directory.  By concern:
 
   paths      the work tree, the builds, the binaries
-  process    QEMU with QMP, back-ends without, the work directory
+  process    qemu-storage-daemon's QMP, back-ends without, the work directory
   backends   qemu-storage-daemon, contrib/vhost-user-blk, virtiofsd
-  guest      the test guest (tests/guest/) and disk images
+  guest      the test guest (tests/guest/) on QEMU's QEMUMachine, disk images
   devices    command lines of the devices the tests migrate
   migration  migrating over a socket, to and from a file
   streams    reading and editing saved streams

@@ -7,22 +7,27 @@ import re
 import subprocess
 
 from .paths import INITRD, KERNEL, QEMU, QEMU_IMG
-from .process import Process, TestError, wait_for
+from .process import TestError, wait_for
+from qemu.machine import QEMUMachine  # noqa: E402 - from QEMU's python/
+from qemu.machine.machine import AbnormalShutdown, VMLaunchFailure  # noqa: E402
 
-class Guest(Process):
-    """qemu-system-x86_64 running the test guest (tests/guest/) under TCG."""
+class Guest:
+    """qemu-system-x86_64 running the test guest (tests/guest/) under TCG,
+    launched and shut down by QEMU's own QEMUMachine (python/qemu/machine),
+    which also holds its QMP connection; its output is in NAME.log."""
 
     def __init__(self, workdir, name, devices, mem="256M", incoming=False,
                  run=None, args=(), extra=(), binary=QEMU, kernel=True,
                  machine="pc", smp=1):
-        qmp = os.path.join(workdir, name + ".qmp")
+        self.name = name
+        self.workdir = workdir
         self.console_path = os.path.join(workdir, name + ".console")
-        argv = [binary, "-nodefaults", "-display", "none",
+        # QEMUMachine adds -display none, -vga none and the QMP monitor.
+        argv = ["-nodefaults",
                 "-accel", "tcg", "-cpu", "max", "-m", mem, "-smp", str(smp),
                 # vhost-user needs guest RAM in shared memory.
                 "-object", "memory-backend-memfd,id=mem,size=%s,share=on" % mem,
                 "-machine", "%s,memory-backend=mem" % machine,
-                "-qmp", "unix:%s,server=on,wait=off" % qmp,
                 "-chardev", "file,id=con0,path=%s" % self.console_path,
                 "-serial", "chardev:con0"]
         # Without a kernel, the VM runs the firmware, which finds nothing to
@@ -36,7 +41,66 @@ class Guest(Process):
         for d in devices:
             argv += d
         argv += list(extra)
-        super().__init__(name, workdir, argv, qmp, os.path.join(workdir, name + ".log"))
+        self.log_path = os.path.join(workdir, name + ".log")
+        self.vm = QEMUMachine(binary, argv, name=name, base_temp_dir=workdir,
+                              log_dir=workdir)
+        self._stopped = False
+        try:
+            self.vm.launch()
+        except VMLaunchFailure as e:
+            self._stopped = True
+            raise TestError("%s exited with %s:\n%s" %
+                            (name, e.exitcode, self.log())) from e
+
+    @property
+    def pid(self):
+        return self.vm.get_pid()
+
+    def exitcode(self):
+        return self.vm.exitcode()
+
+    def alive(self):
+        return self.vm.is_running()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def cmd(self, name, **args):
+        """Run a QMP command; raise TestError on an error reply."""
+        r = self.cmd_raw(name, **args)
+        if "error" in r:
+            raise TestError("%s: %s failed: %s" % (self.name, name, r["error"]["desc"]))
+        return r["return"]
+
+    def cmd_raw(self, name, **args):
+        # args_dict: QMP argument names are passed as they are
+        return self.vm.qmp(name, args_dict=args or None)
+
+    def events(self, wait=False):
+        return self.vm.get_qmp_events(wait=wait)
+
+    def send_fd_scm(self, fd):
+        self.vm.send_fd_scm(fd=fd)
+
+    def stop(self, timeout=10):
+        """Quit over QMP, kill what does not quit within timeout s; a guest
+        that is already gone is only cleaned up after."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.vm.shutdown(timeout=timeout)
+        except AbnormalShutdown:
+            pass
+
+    def kill(self):
+        if not self._stopped:
+            self._stopped = True
+            self.vm.kill()
 
     def console(self):
         try:

@@ -1,5 +1,7 @@
-"""Child processes: QEMU with a QMP monitor, back-ends without one, and the
-temporary directory that holds them and stops them."""
+"""Child processes: a daemon with a QMP monitor (qemu-storage-daemon, which
+QEMU's QEMUMachine cannot start), back-ends without one, and the temporary
+directory that holds them and stops them.  Guests are QEMUMachines
+(guest.py)."""
 
 import json
 import os
@@ -29,7 +31,8 @@ def wait_for(pred, timeout, what, interval=0.05):
 
 
 class Process:
-    """A child process with a QMP monitor on a UNIX socket."""
+    """A child process with a QMP monitor on a UNIX socket (guests use
+    QEMUMachine instead, which adds options only qemu-system-* takes)."""
 
     def __init__(self, name, workdir, argv, qmp_sock, log):
         self.name = name
@@ -78,6 +81,13 @@ class Process:
     def events(self, wait=False):
         return self.qmp.get_events(wait=wait)
 
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def exitcode(self):
+        return self.proc.poll()
+
     def alive(self):
         return self.proc.poll() is None
 
@@ -125,6 +135,10 @@ class Daemon:
     def log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+    @property
+    def pid(self):
+        return self.proc.pid
 
     def alive(self):
         return self.proc.poll() is None
