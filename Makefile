@@ -1,5 +1,5 @@
 # virtio-lm: a QEMU 10.2.2 patch series.  See README.md.
-.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch each-commit clean bench
+.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch each-commit fuzz clean bench
 
 all: build
 
@@ -48,9 +48,16 @@ each-commit: build
 clean:
 	rm -rf build build.configure.log .cache/test-logs
 
+# Coverage-guided fuzzing of what the series parses (scripts/fuzz.py):
+# FUZZ_SECONDS per target (default 600); make check runs 30 s each.
+fuzz: build
+	@/usr/bin/python3 scripts/fuzz.py run $(or $(FUZZ_SECONDS),600)
+
 # Benchmarks (print ratios from one run; not part of check)
-bench: build guest
+bench: build guest virtiofsd
 	@/usr/bin/python3 bench/inflight_stream_bytes.py
 	@/usr/bin/python3 bench/downtime_vhost_user_blk.py
 	@/usr/bin/python3 bench/backend_state_throughput.py
 	@/usr/bin/python3 bench/suspend_latency.py
+	@scripts/build.sh --base
+	@/usr/bin/python3 bench/virtiofs_blocked_request.py

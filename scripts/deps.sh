@@ -15,6 +15,8 @@ PKGS=(
     seabios ipxe-qemu
     socat busybox-static cpio xz-utils
     gnuplot-nox file python3-pytest
+    # libFuzzer and its sanitizers (scripts/fuzz.py)
+    clang
 )
 
 SUDO=

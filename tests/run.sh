@@ -12,6 +12,8 @@
 #   qtest     the upstream qtests and unit tests that guard what the series
 #             touches, and the series' own qtests (virtio-suspend-test also
 #             on the ASan build)
+#   fuzz      each libFuzzer target (scripts/fuzz.py): its regression
+#             inputs, then FUZZ_SECONDS (30) of fuzzing from its seeds
 # One summary line per suite with its time in seconds, then "N passed,
 # N failed in S s".  Non-zero on any
 # failure.  SUITES="series build" runs a subset; later suites need build.
@@ -19,7 +21,7 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-SUITES=${SUITES:-"series build project asan qtest"}
+SUITES=${SUITES:-"series build project asan qtest fuzz"}
 LOGDIR=${VLM_LOGDIR:-$TOP/.cache/test-logs}
 mkdir -p "$LOGDIR"
 total_pass=0 total_fail=0
@@ -196,6 +198,21 @@ suite_qtest() {
     record qtest "$pass" "$fail" "$skip skipped"
 }
 
+suite_fuzz() {
+    local log=$LOGDIR/fuzz.log pass=0 fail=0 t
+    : >"$log"
+    for t in $(/usr/bin/python3 "$TOP/scripts/fuzz.py" list); do
+        if /usr/bin/python3 "$TOP/scripts/fuzz.py" run "${FUZZ_SECONDS:-30}" \
+               --target "$t" >>"$log" 2>&1; then
+            pass=$((pass + 1))
+        else
+            fail=$((fail + 1)); grep "^fuzz.py" "$log" | tail -2
+        fi
+    done
+    grep "^fuzz.py: .*executions" "$log"
+    record fuzz "$pass" "$fail"
+}
+
 for s in $SUITES; do
     suite_start=$SECONDS
     case $s in
@@ -204,6 +221,7 @@ for s in $SUITES; do
         project) suite_project ;;
         asan) suite_asan ;;
         qtest) suite_qtest ;;
+        fuzz) suite_fuzz ;;
         *) echo "unknown suite $s"; total_fail=$((total_fail + 1)) ;;
     esac
 done

@@ -101,26 +101,9 @@ def read_file(path):
         return f.read()
 
 
-REQ = re.compile(r"Received request: opcode=(\w+) \(\d+\), inode=(\d+)")
-
-
-def fuse_requests(fsd):
-    """[(opcode, inode, replied OK)] from virtiofsd's debug log.  Without a
-    thread pool virtiofsd handles one request at a time, so each reply
-    follows its request (FORGET has none)."""
-    out = []
-    for ln in fsd.log().splitlines():
-        m = REQ.search(ln)
-        if m:
-            out.append([m.group(1), int(m.group(2)), None])
-        elif "Replying " in ln and out and out[-1][2] is None:
-            out[-1][2] = "Replying OK" in ln
-    return [tuple(r) for r in out]
-
-
 def opened_inodes(fsd):
     """Inodes the guest opened through this virtiofsd, in order."""
-    return [ino for op, ino, ok in fuse_requests(fsd) if op == "Open" and ok]
+    return [ino for op, ino, ok in fsd.requests() if op == "Open" and ok]
 
 
 def test_migrate_with_open_files():
@@ -133,7 +116,7 @@ def test_migrate_with_open_files():
         s = Setup(wd)
         s.src.wait_console(r"^vfs ready", 120)
         src_open = opened_inodes(s.src_fsd)
-        assert len(src_open) == 2, fuse_requests(s.src_fsd)
+        assert len(src_open) == 2, s.src_fsd.requests()
         read_ino, append_ino = src_open
         # The guest wrote its first line through fd 4 on the source.
         assert read_file(os.path.join(s.share, "append.txt")) == s.appended("before")
@@ -156,7 +139,7 @@ def test_migrate_with_open_files():
         # The destination's virtiofsd took the FUSE session over: it never
         # saw INIT, never opened the two files, yet served READ and WRITE on
         # the handles the guest got from the source's virtiofsd.
-        reqs = fuse_requests(dst_fsd)
+        reqs = dst_fsd.requests()
         ops = [r[0] for r in reqs]
         assert "Init" not in ops, reqs
         assert not [r for r in reqs if r[0] == "Open" and r[1] in src_open], reqs

@@ -2,6 +2,7 @@
 virtiofsd."""
 
 import os
+import re
 
 from .paths import QSD, VUB, VIRTIOFSD
 from .process import Daemon, Process
@@ -69,3 +70,19 @@ class Virtiofsd(Daemon):
                          [VIRTIOFSD, "--socket-path", vhost_sock,
                           "--shared-dir", shared_dir,
                           "--sandbox", "none", "--seccomp", "none"] + list(extra))
+
+    REQUEST = re.compile(r"Received request: opcode=(\w+) \(\d+\), inode=(\d+)")
+
+    def requests(self):
+        """[(opcode, inode, replied OK, or None before the reply)] from the
+        log of a virtiofsd run with --log-level debug.  Without a thread
+        pool it handles one request at a time, so each reply follows its
+        request (FORGET has none)."""
+        out = []
+        for ln in self.log().splitlines():
+            m = self.REQUEST.search(ln)
+            if m:
+                out.append([m.group(1), int(m.group(2)), None])
+            elif "Replying " in ln and out and out[-1][2] is None:
+                out[-1][2] = "Replying OK" in ln
+        return [tuple(r) for r in out]
