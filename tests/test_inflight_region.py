@@ -33,17 +33,7 @@ def stream(request, tmp_path_factory):
     img = os.path.join(d, "disk.img")
     vt.create_image(img)
     out = str(tmp_path_factory.mktemp("stream") / "region.mig")
-    with vt.Workdir() as wd:
-        b = wd.add(vt.ContribBlk(wd.path, "vub", img,
-                                 os.path.join(wd.path, "vub.sock"), 2000))
-        src = wd.add(vt.Guest(wd.path, "src", [vt.vhost_user_blk_device(b.vhost_sock, inflight_migration=True)],
-                              run="writer", args=(8, 30, 0)))
-        src.wait_console(r"^ready", 120)
-        vt.wait_for(lambda: any(s[1] >= 4 for s in src.stats()[-1:]), 60,
-                    "requests in flight")
-        vt.migrate_to_file(src, out)
-    with open(out, "rb") as f:
-        s = vt.RegionStream(f.read())
+    s = vt.save_region_stream(img, out)
     assert s.queue_size == 128 and len(s.inflight) >= 4, vars(s)
     return d, img, s
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Write the seed corpora of tests/fuzz/ from real migration streams.
 
-vhost_inflight_check: a guest whose writes wait in contrib/vhost-user-blk
---latency is migrated to a file with inflight-migration=on (as
-tests/test_inflight_region.py does); the "vhost-user-blk/inflight" region
-in that stream is the back-end's real region.  Each seed is that region
+vhost_inflight_check: vlmtest.save_region_stream() migrates a guest whose
+writes wait in contrib/vhost-user-blk --latency to a file, with
+inflight-migration=on (the stream of tests/test_inflight_region.py); the
+"vhost-user-blk/inflight" region in it is the back-end's real region.  Each seed is that region
 with the ring state that goes with it (the region's used index, and as
 many requests available beyond it as the region has in flight), in the
 input format of tests/fuzz/vhost_inflight_check.c: for one queue, for two
@@ -29,18 +29,7 @@ def real_region():
     try:
         img = os.path.join(d, "disk.img")
         vt.create_image(img)
-        out = os.path.join(d, "region.mig")
-        with vt.Workdir() as wd:
-            b = wd.add(vt.ContribBlk(wd.path, "vub", img,
-                                     os.path.join(wd.path, "vub.sock"), 2000))
-            src = wd.add(vt.Guest(wd.path, "src", [vt.vhost_user_blk_device(
-                b.vhost_sock, inflight_migration=True)], run="writer", args=(8, 30, 0)))
-            src.wait_console(r"^ready", 120)
-            vt.wait_for(lambda: any(s[1] >= 4 for s in src.stats()[-1:]), 60,
-                        "requests in flight")
-            vt.migrate_to_file(src, out)
-        with open(out, "rb") as f:
-            s = vt.RegionStream(f.read())
+        s = vt.save_region_stream(img, os.path.join(d, "region.mig"))
         return s.data[s.region:s.end], s.queue_size, len(s.inflight)
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -1,10 +1,16 @@
 """The common part of the tests' setups: a work directory, a disk image,
-and processes started in it, each named and given a socket by its name."""
+and processes started in it, each named and given a socket by its name;
+and the real stream with an inflight region that the region tests and the
+fuzzing seeds start from."""
 
 import os
 
 from .backends import ContribBlk, Virtiofsd
+from .devices import vhost_user_blk_device
 from .guest import Guest, create_image
+from .migration import migrate_to_file
+from .process import Workdir, wait_for
+from .streams import RegionStream
 
 
 class Setup:
@@ -33,3 +39,22 @@ class Setup:
 
     def guest(self, name, devices, **kwargs):
         return self.wd.add(Guest(self.wd.path, name, devices, **kwargs))
+
+
+def save_region_stream(img, out, latency_ms=2000, in_flight=4):
+    """Save to out the migration stream of a guest whose writes wait in
+    contrib/vhost-user-blk --latency on img, migrated with
+    inflight-migration=on once at least in_flight of them are in flight,
+    so that its "vhost-user-blk/inflight" region records them; return the
+    stream as a RegionStream."""
+    with Workdir() as wd:
+        b = wd.add(ContribBlk(wd.path, "vub", img,
+                              os.path.join(wd.path, "vub.sock"), latency_ms))
+        src = wd.add(Guest(wd.path, "src", [vhost_user_blk_device(
+            b.vhost_sock, inflight_migration=True)], run="writer", args=(8, 30, 0)))
+        src.wait_console(r"^ready", 120)
+        wait_for(lambda: any(s[1] >= in_flight for s in src.stats()[-1:]), 60,
+                 "requests in flight")
+        migrate_to_file(src, out)
+    with open(out, "rb") as f:
+        return RegionStream(f.read())
