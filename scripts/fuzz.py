@@ -41,10 +41,16 @@ OUT = os.path.join(CACHE, "fuzz")
 FUZZ_DIR = os.path.join(TOP, "tests", "fuzz")
 CLANG = os.environ.get("CLANG", "clang")
 
-# name: (the series' sources it exercises, the unit test whose link it reuses)
+# name: (the series' sources it compiles beside the harness, the one whose
+# compile flags the harness takes, and the unit test whose link it reuses,
+# or None for code that needs only libc)
 TARGETS = {
     "vhost_inflight_check": (["hw/virtio/vhost-inflight.c"],
+                             "hw/virtio/vhost-inflight.c",
                              "tests/unit/test-vhost-inflight"),
+    # The harness includes libvhost-user.c, to reach its static handlers.
+    "vu_inflight_region": ([], "subprojects/libvhost-user/libvhost-user.c",
+                           None),
 }
 
 # gcc options clang 14 does not take, or takes with another meaning
@@ -58,17 +64,17 @@ def die(msg):
 
 
 def compile_flags(source, like):
-    """The flags meson compiled source with for the unit test like, without
-    the output, dependency and gcc-only options."""
+    """The flags meson compiled source with (for the unit test like, if
+    given), without the output, dependency and gcc-only options."""
     with open(os.path.join(BUILD, "compile_commands.json")) as f:
         entries = json.load(f)
     path = os.path.realpath(os.path.join(WORK_TREE, source))
     for e in entries:
-        if (e["output"].startswith(like + ".p/") and
+        if ((like is None or e["output"].startswith(like + ".p/")) and
                 os.path.realpath(os.path.join(BUILD, e["file"])) == path):
             break
     else:
-        die("no compile command for %s in %s (run make build)" % (source, like))
+        die("no compile command for %s (run make build)" % source)
     args = shlex.split(e["command"])
     while args[0] in ("ccache",) or "gcc" in os.path.basename(args[0]):
         args.pop(0)
@@ -108,15 +114,17 @@ def link_inputs(like):
 
 
 def build(name):
-    sources, like = TARGETS[name]
-    if not os.path.exists(os.path.join(BUILD, like)):
+    sources, flags_from, like = TARGETS[name]
+    if like and not os.path.exists(os.path.join(BUILD, like)):
         subprocess.run(["ninja", "-C", BUILD, like], check=True,
                        stdout=subprocess.DEVNULL)
     objdir = os.path.join(OUT, "obj", name)
     os.makedirs(objdir, exist_ok=True)
     objs = []
-    # The harness takes the flags of the first source it exercises.
-    flags = compile_flags(sources[0], like)
+    flags = compile_flags(flags_from, like)
+    if not sources:
+        # the harness includes the source: find its headers beside it
+        flags.append("-I" + os.path.dirname(os.path.join(WORK_TREE, flags_from)))
     for src in [os.path.join(FUZZ_DIR, name + ".c")] + \
             [os.path.join(WORK_TREE, s) for s in sources]:
         obj = os.path.join(objdir, os.path.basename(src) + ".o")
@@ -124,7 +132,7 @@ def build(name):
                                                      "-o", obj],
                        cwd=BUILD, check=True)
         objs.append(obj)
-    lib_objs, link_args = link_inputs(like)
+    lib_objs, link_args = link_inputs(like) if like else ([], ["-pthread"])
     binary = os.path.join(OUT, name)
     subprocess.run([CLANG, "-fsanitize=fuzzer,address", "-o", binary] + objs +
                    lib_objs + link_args, cwd=BUILD, check=True)

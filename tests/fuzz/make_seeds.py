@@ -75,13 +75,35 @@ def main():
             "split-2q-%d-in-flight" % (2 * n): inflight_seed(region, qs, 2, n),
             "no-region": struct.pack("<BHHHH", 0, qs, qs, 7, 7),
         })
-    d = os.path.join(CORPUS, "vhost_inflight_check")
+        seeds_vu = vu_seeds(region, qs)
+    else:
+        seeds_vu = {}
+    write("vhost_inflight_check", seeds)
+    write("vu_inflight_region", seeds_vu)
+    return 0
+
+
+def vu_seeds(region, qs):
+    """vu_inflight_region: the real region handed back to a back-end with
+    SET_INFLIGHT_FD, as QEMU does at a reconnect or after a migration: one
+    device queue, the ring of the region's size and used index; and the
+    same region for a device of two queues that uses one."""
+    used = struct.unpack_from("<H", region, 14)[0]
+    msg = struct.pack("<IHHH", len(region), 0, 1, qs)
+    return {
+        "one-queue": struct.pack("<B", 0) + msg + struct.pack("<HH", qs, used) + region,
+        "two-queues-one-used": struct.pack("<B", 1) + msg +
+        struct.pack("<HHHH", qs, used, 0, 0) + region,
+    }
+
+
+def write(target, seeds):
+    d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
     for name, data in seeds.items():
         with open(os.path.join(d, name), "wb") as f:
             f.write(data)
         print("make_seeds.py: %s/%s, %d bytes" % (d, name, len(data)))
-    return 0
 
 
 if __name__ == "__main__":
