@@ -87,6 +87,7 @@ def measure(qemu, pool, blocked):
         if pool:
             extra += ["--thread-pool-size", str(pool)]
         lease = Lease(path) if blocked else None
+        timer = None
         try:
             src_fsd = s.virtiofsd("vfs-src", share, extra)
             dst_fsd = s.virtiofsd("vfs-dst", share, extra)
@@ -156,6 +157,8 @@ def measure(qemu, pool, blocked):
                 "appended": appended,
             }
         finally:
+            if timer:
+                timer.cancel()
             if lease:
                 lease.release()
 

@@ -15,8 +15,9 @@ PKGS=(
     seabios ipxe-qemu
     socat busybox-static cpio xz-utils
     gnuplot-nox file python3-pytest
-    # libFuzzer and its sanitizers (scripts/fuzz.py)
-    clang
+    # libFuzzer and its sanitizers (scripts/fuzz.py); the runtime is only
+    # a recommendation of clang, which --no-install-recommends skips
+    clang libclang-rt-14-dev
 )
 
 SUDO=

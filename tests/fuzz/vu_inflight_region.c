@@ -131,13 +131,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             close(dev.vq[q].kick_fd);
         }
     }
+    /* The library owns the fd: kept with the region, or closed on error */
     if (dev.inflight_info.addr) {
         munmap(dev.inflight_info.addr, dev.inflight_info.size);
     }
     if (dev.inflight_info.fd > 0) {
         close(dev.inflight_info.fd);
-    } else {
-        close(fd);
     }
     free(dev.vq);
     return 0;

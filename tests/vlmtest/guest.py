@@ -7,11 +7,11 @@ import re
 import subprocess
 
 from .paths import INITRD, KERNEL, QEMU, QEMU_IMG
-from .process import TestError, wait_for
+from .process import QMPCommands, TestError, wait_for
 from qemu.machine import QEMUMachine  # noqa: E402 - from QEMU's python/
 from qemu.machine.machine import AbnormalShutdown, VMLaunchFailure  # noqa: E402
 
-class Guest:
+class Guest(QMPCommands):
     """qemu-system-x86_64 running the test guest (tests/guest/) under TCG,
     launched and shut down by QEMU's own QEMUMachine (python/qemu/machine),
     which also holds its QMP connection; its output is in NAME.log."""
@@ -68,13 +68,6 @@ class Guest:
                 return f.read().decode("utf-8", "replace")
         except FileNotFoundError:
             return ""
-
-    def cmd(self, name, **args):
-        """Run a QMP command; raise TestError on an error reply."""
-        r = self.cmd_raw(name, **args)
-        if "error" in r:
-            raise TestError("%s: %s failed: %s" % (self.name, name, r["error"]["desc"]))
-        return r["return"]
 
     def cmd_raw(self, name, **args):
         # args_dict: QMP argument names are passed as they are

@@ -30,7 +30,18 @@ def wait_for(pred, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
-class Process:
+class QMPCommands:
+    """cmd() on top of a class's cmd_raw(): the return value, or TestError
+    naming the process on an error reply."""
+
+    def cmd(self, name, **args):
+        r = self.cmd_raw(name, **args)
+        if "error" in r:
+            raise TestError("%s: %s failed: %s" % (self.name, name, r["error"]["desc"]))
+        return r["return"]
+
+
+class Process(QMPCommands):
     """A child process with a QMP monitor on a UNIX socket (guests use
     QEMUMachine instead, which adds options only qemu-system-* takes)."""
 
@@ -67,13 +78,6 @@ class Process:
             self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
-
-    def cmd(self, name, **args):
-        """Run a QMP command; raise TestError on an error reply."""
-        r = self.qmp.cmd_raw(name, args or None)
-        if "error" in r:
-            raise TestError("%s: %s failed: %s" % (self.name, name, r["error"]["desc"]))
-        return r["return"]
 
     def cmd_raw(self, name, **args):
         return self.qmp.cmd_raw(name, args or None)
