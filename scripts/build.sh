@@ -63,14 +63,7 @@ if [ ! -f "$BUILD_DIR/build.ninja" ] ||
     echo "$want" >"$BUILD_DIR/.vlm-config"
 fi
 
-TARGETS=${BUILD_TARGETS:-"qemu-system-x86_64 qemu-img
-    contrib/vhost-user-blk/vhost-user-blk
-    tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
-    tests/unit/test-vhost-inflight tests/unit/test-blk-withdraw
-    tests/unit/test-coroutine
-    tests/qtest/virtio-blk-inflight-test
-    tests/qtest/virtio-suspend-test
-    storage-daemon/qemu-storage-daemon"}
+TARGETS=${BUILD_TARGETS:-$VLM_BUILD_TARGETS}
 jobs=${VLM_JOBS:-$(nproc)}
 ninja -C "$BUILD_DIR" -j "$jobs" $TARGETS
 

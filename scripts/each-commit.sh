@@ -24,10 +24,6 @@ trap 'git checkout -q "$branch"' EXIT
 
 UNIT_TESTS=(test-vmstate test-vhost-inflight test-blk-withdraw test-coroutine)
 SERIES_QTESTS=(virtio-blk-inflight-test virtio-suspend-test)
-DEFAULT_TARGETS="qemu-system-x86_64 qemu-img contrib/vhost-user-blk/vhost-user-blk
-    tests/qtest/qos-test tests/qtest/migration-test
-    storage-daemon/qemu-storage-daemon
-    ${UNIT_TESTS[*]/#/tests/unit/} ${SERIES_QTESTS[*]/#/tests/qtest/}"
 
 b=$BUILD_DIR
 export QTEST_QEMU_BINARY=$b/qemu-system-x86_64
@@ -53,7 +49,7 @@ for c in $(git rev-list --reverse "$from..$branch"); do
     ninja -C "$b" build.ninja >/dev/null
     known=$(ninja -C "$b" -t targets all | sed 's/: .*//')
     targets=""
-    for t in $DEFAULT_TARGETS; do
+    for t in $VLM_BUILD_TARGETS; do
         if grep -qxF "$t" <<<"$known"; then
             targets+=" $t"
         fi

@@ -27,3 +27,14 @@ series_patches() {
     [ -f "$PATCH_DIR/series" ] || return 0
     grep -v '^[[:space:]]*\(#\|$\)' "$PATCH_DIR/series"
 }
+
+# What `make build` builds (scripts/build.sh; scripts/each-commit.sh asks
+# for those of them that exist at each commit).
+VLM_BUILD_TARGETS="qemu-system-x86_64 qemu-img
+    contrib/vhost-user-blk/vhost-user-blk
+    tests/qtest/qos-test tests/qtest/migration-test tests/unit/test-vmstate
+    tests/unit/test-vhost-inflight tests/unit/test-blk-withdraw
+    tests/unit/test-coroutine
+    tests/qtest/virtio-blk-inflight-test
+    tests/qtest/virtio-suspend-test
+    storage-daemon/qemu-storage-daemon"

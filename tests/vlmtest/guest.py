@@ -7,7 +7,7 @@ import re
 import subprocess
 
 from .paths import INITRD, KERNEL, QEMU, QEMU_IMG
-from .process import QMPCommands, TestError, wait_for
+from .process import QMPCommands, TestError, read_text, wait_for
 from qemu.machine import QEMUMachine  # noqa: E402 - from QEMU's python/
 from qemu.machine.machine import AbnormalShutdown, VMLaunchFailure  # noqa: E402
 
@@ -63,11 +63,7 @@ class Guest(QMPCommands):
         return self.vm.is_running()
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log_path)
 
     def cmd_raw(self, name, **args):
         # args_dict: QMP argument names are passed as they are
@@ -96,11 +92,7 @@ class Guest(QMPCommands):
             self.vm.kill()
 
     def console(self):
-        try:
-            with open(self.console_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return read_text(self.console_path)
 
     def vlm_lines(self):
         return [ln.strip()[5:] for ln in self.console().splitlines()

@@ -30,6 +30,15 @@ def wait_for(pred, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
+def read_text(path):
+    """What a process wrote to path so far ("" before it created it)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
 class QMPCommands:
     """cmd() on top of a class's cmd_raw(): the return value, or TestError
     naming the process on an error reply."""
@@ -76,8 +85,7 @@ class Process(QMPCommands):
     def log(self):
         if not self._log.closed:
             self._log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return read_text(self.log_path)
 
     def cmd_raw(self, name, **args):
         return self.qmp.cmd_raw(name, args or None)
@@ -137,8 +145,7 @@ class Daemon:
             raise TestError("%s exited:\n%s" % (name, self.log()))
 
     def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+        return read_text(self.log_path)
 
     @property
     def pid(self):
