@@ -41,9 +41,10 @@ OUT = os.path.join(CACHE, "fuzz")
 FUZZ_DIR = os.path.join(TOP, "tests", "fuzz")
 CLANG = os.environ.get("CLANG", "clang")
 
-# name: (the series' sources it compiles beside the harness, the one whose
-# compile flags the harness takes, and the unit test whose link it reuses,
-# or None for code that needs only libc)
+# name: (the sources it compiles beside the harness, each with its own
+# flags and in place of the library's build of it, the one whose compile
+# flags the harness takes, and the unit test whose link it reuses, or None
+# for code that needs only libc)
 TARGETS = {
     "vhost_inflight_check": (["hw/virtio/vhost-inflight.c"],
                              "hw/virtio/vhost-inflight.c",
@@ -51,6 +52,13 @@ TARGETS = {
     # The harness includes libvhost-user.c, to reach its static handlers.
     "vu_inflight_region": ([], "subprojects/libvhost-user/libvhost-user.c",
                            None),
+    # The harness includes virtio-inflight.c, to see the loaded elements.
+    # The VMState core is instrumented too: the series changes its loaders.
+    "virtio_inflight_load": (["hw/virtio/virtio-suspend.c",
+                              "migration/vmstate.c",
+                              "migration/vmstate-types.c"],
+                             "hw/virtio/virtio-inflight.c",
+                             "tests/unit/test-vhost-inflight"),
 }
 
 # gcc options clang 14 does not take, or takes with another meaning
@@ -69,12 +77,13 @@ def compile_flags(source, like):
     with open(os.path.join(BUILD, "compile_commands.json")) as f:
         entries = json.load(f)
     path = os.path.realpath(os.path.join(WORK_TREE, source))
-    for e in entries:
-        if ((like is None or e["output"].startswith(like + ".p/")) and
-                os.path.realpath(os.path.join(BUILD, e["file"])) == path):
-            break
-    else:
+    mine = [e for e in entries
+            if os.path.realpath(os.path.join(BUILD, e["file"])) == path]
+    # the unit test's own compile of it, or else the emulator's
+    mine.sort(key=lambda e: not (like and e["output"].startswith(like + ".p/")))
+    if not mine:
         die("no compile command for %s (run make build)" % source)
+    e = mine[0]
     args = shlex.split(e["command"])
     while args[0] in ("ccache",) or "gcc" in os.path.basename(args[0]):
         args.pop(0)
@@ -122,17 +131,20 @@ def build(name):
     os.makedirs(objdir, exist_ok=True)
     objs = []
     flags = compile_flags(flags_from, like)
-    if not sources:
-        # the harness includes the source: find its headers beside it
-        flags.append("-I" + os.path.dirname(os.path.join(WORK_TREE, flags_from)))
-    for src in [os.path.join(FUZZ_DIR, name + ".c")] + \
-            [os.path.join(WORK_TREE, s) for s in sources]:
+    # a harness that includes the source finds its headers beside it
+    flags.append("-I" + os.path.dirname(os.path.join(WORK_TREE, flags_from)))
+    for src, fl in [(os.path.join(FUZZ_DIR, name + ".c"), flags)] + \
+            [(os.path.join(WORK_TREE, s), compile_flags(s, like))
+             for s in sources]:
         obj = os.path.join(objdir, os.path.basename(src) + ".o")
-        subprocess.run([CLANG] + flags + SANITIZE + ["-O1", "-g", "-c", src,
-                                                     "-o", obj],
+        subprocess.run([CLANG] + fl + SANITIZE + ["-O1", "-g", "-c", src,
+                                                  "-o", obj],
                        cwd=BUILD, check=True)
         objs.append(obj)
     lib_objs, link_args = link_inputs(like) if like else ([], ["-pthread"])
+    # what the target compiles itself replaces the library's gcc build
+    mine = set(s.replace("/", "_") + ".o" for s in sources)
+    lib_objs = [o for o in lib_objs if os.path.basename(o) not in mine]
     binary = os.path.join(OUT, name)
     subprocess.run([CLANG, "-fsanitize=fuzzer,address", "-o", binary] + objs +
                    lib_objs + link_args, cwd=BUILD, check=True)

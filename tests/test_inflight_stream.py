@@ -23,18 +23,6 @@ SUB = vt.INFLIGHT_SUB
 PROPS = ",inflight-vmstate=on"
 
 
-def held_stream(d, img, out, props):
-    """Migrate a guest with virtio-blk requests held (werror=stop) to out."""
-    with vt.Workdir() as wd:
-        src = wd.add(vt.Guest(wd.path, "src", [vt.virtio_blk(img, props, True)],
-                              run="writer", args=(6, 3, 1)))
-        vt.wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
-                    90, "the source to stop on the I/O error")
-        vt.migrate_to_file(src, out)
-    with open(out, "rb") as f:
-        return f.read()
-
-
 def make_stream(request, tmp_path_factory, name, props):
     """(directory, image, stream bytes) for a fresh held-request stream."""
     d = vt.short_dir()
@@ -42,7 +30,7 @@ def make_stream(request, tmp_path_factory, name, props):
     img = os.path.join(d, "disk.img")
     vt.create_image(img)
     out = str(tmp_path_factory.mktemp("stream") / name)
-    return d, img, held_stream(d, img, out, props)
+    return d, img, vt.save_held_stream(img, out, props)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,15 @@ many requests available beyond it as the region has in flight), in the
 input format of tests/fuzz/vhost_inflight_check.c: for one queue, for two
 queues (the queue region twice), and with no region at all.
 
-Run it after a change to a format; the seeds are committed.
+virtio_inflight_load: vlmtest.save_held_stream() migrates a guest whose
+virtio-blk writes fail with werror=stop, with inflight-vmstate=on (the
+stream of tests/test_inflight_stream.py); its "virtio/inflight"
+subsection, with the ring state that goes with it, is a seed, for one
+queue and for two.  A "virtio/suspend" subsection is built from its
+layout: no test saves a stream from a guest that suspends a device.
+
+Run it after a change to a format; the seeds are committed.  With
+--synthetic-only, only the seeds that need no guest are written.
 """
 
 import os
@@ -22,6 +30,53 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import vlmtest as vt  # noqa: E402
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+
+def held_elements():
+    """The "virtio/inflight" subsection of a real stream, and how many
+    elements it has (all on queue 0)."""
+    d = vt.short_dir()
+    try:
+        img = os.path.join(d, "disk.img")
+        vt.create_image(img)
+        s = vt.InflightStream(vt.save_held_stream(img, os.path.join(d, "held.mig")))
+        assert s.nvqs == 1, vars(s)
+        return s.data[s.sub:s.end], len(s.elems)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# virtio_inflight_load: the device's queues and flags, its status, each
+# queue's ring (size, last_avail_idx, used_idx)
+STATUS_RUNNING = 0x0f       # ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK
+STATUS_SUSPENDED = 0x1b     # SUSPEND, and DRIVER_OK clear
+SUSPEND_SUB = b"\x05\x0evirtio/suspend" + struct.pack(">IB", 1, 0)
+
+
+def virtio_header(nq, status, rings, suspend=False):
+    return (struct.pack("<BB", (nq - 1) << 2 | suspend << 1, status) +
+            b"".join(struct.pack("<HHH", *r) for r in rings))
+
+
+def suspended_idle():
+    """A suspended device with nothing in flight."""
+    return {"suspended-idle": virtio_header(1, STATUS_SUSPENDED, [(256, 0, 0)], True) +
+            SUSPEND_SUB}
+
+
+def virtio_seeds(sub, n):
+    """The real subsection for one queue, and its queue list twice for two
+    queues; a suspended device with those held."""
+    name_end = 2 + len(vt.INFLIGHT_SUB) + 4
+    one_queue = sub[name_end + 2:]
+    two = sub[:name_end] + struct.pack(">H", 2) + one_queue * 2
+    ring = (256, n, 0)
+    return {
+        "blk-1q-%d-held" % n: virtio_header(1, STATUS_RUNNING, [ring]) + sub,
+        "blk-2q-%d-held" % (2 * n): virtio_header(2, STATUS_RUNNING, [ring] * 2) + two,
+        "suspended-%d-held" % n: virtio_header(1, STATUS_SUSPENDED, [ring], True) +
+        sub + SUSPEND_SUB,
+    }
 
 
 def real_region():
@@ -68,7 +123,9 @@ def packed_seeds():
 
 def main():
     seeds = packed_seeds()
-    if "--packed-only" not in sys.argv:
+    seeds_vu = {}
+    seeds_virtio = suspended_idle()
+    if "--synthetic-only" not in sys.argv:
         region, qs, n = real_region()
         seeds.update({
             "split-1q-%d-in-flight" % n: inflight_seed(region, qs, 1, n),
@@ -76,10 +133,10 @@ def main():
             "no-region": struct.pack("<BHHHH", 0, qs, qs, 7, 7),
         })
         seeds_vu = vu_seeds(region, qs)
-    else:
-        seeds_vu = {}
+        seeds_virtio.update(virtio_seeds(*held_elements()))
     write("vhost_inflight_check", seeds)
     write("vu_inflight_region", seeds_vu)
+    write("virtio_inflight_load", seeds_virtio)
     return 0
 
 

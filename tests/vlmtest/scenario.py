@@ -1,12 +1,12 @@
 """The common part of the tests' setups: a work directory, a disk image,
 and processes started in it, each named and given a socket by its name;
-and the real stream with an inflight region that the region tests and the
-fuzzing seeds start from."""
+and the real streams that the stream tests and the fuzzing seeds start
+from: one with an inflight region, one with held virtio-blk requests."""
 
 import os
 
 from .backends import ContribBlk, Virtiofsd
-from .devices import vhost_user_blk_device
+from .devices import vhost_user_blk_device, virtio_blk
 from .guest import Guest, create_image
 from .migration import migrate_to_file
 from .process import Workdir, wait_for
@@ -58,3 +58,17 @@ def save_region_stream(img, out, latency_ms=2000, in_flight=4):
         migrate_to_file(src, out)
     with open(out, "rb") as f:
         return RegionStream(f.read())
+
+
+def save_held_stream(img, out, props=",inflight-vmstate=on"):
+    """Save to out the migration stream of a guest whose virtio-blk writes
+    on img fail with werror=stop, so that the device holds its requests,
+    and return its bytes."""
+    with Workdir() as wd:
+        src = wd.add(Guest(wd.path, "src", [virtio_blk(img, props, True)],
+                           run="writer", args=(6, 3, 1)))
+        wait_for(lambda: src.cmd("query-status")["status"] == "io-error",
+                 90, "the source to stop on the I/O error")
+        migrate_to_file(src, out)
+    with open(out, "rb") as f:
+        return f.read()
