@@ -52,6 +52,7 @@ TARGETS = {
     # The harness includes libvhost-user.c, to reach its static handlers.
     "vu_inflight_region": ([], "subprojects/libvhost-user/libvhost-user.c",
                            None),
+    "vu_messages": ([], "subprojects/libvhost-user/libvhost-user.c", None),
     # The harness includes virtio-inflight.c, to see the loaded elements.
     # The VMState core is instrumented too: the series changes its loaders.
     "virtio_inflight_load": (["hw/virtio/virtio-suspend.c",

@@ -17,6 +17,13 @@ subsection, with the ring state that goes with it, is a seed, for one
 queue and for two.  A "virtio/suspend" subsection is built from its
 layout: no test saves a stream from a guest that suspends a device.
 
+vu_messages: the messages QEMU sends a libvhost-user back-end, in its
+order (docs/interop/vhost-user.rst): negotiation, the inflight region
+asked for and handed back, a queue set up and stopped without a drain,
+and then the back-end state saved or loaded, through the front-end's pipe
+or the library's own.  They are written from that order: no test records
+the messages on a socket.
+
 Run it after a change to a format; the seeds are committed.  With
 --synthetic-only, only the seeds that need no guest are written.
 """
@@ -79,6 +86,67 @@ def virtio_seeds(sub, n):
     }
 
 
+# vu_messages: the harness's REQUESTS, its pipe operations, and the bits
+# of the protocol features the series negotiates
+VU_REQ = {name: i for i, name in enumerate([
+    "GET_FEATURES", "SET_FEATURES", "GET_PROTOCOL_FEATURES",
+    "SET_PROTOCOL_FEATURES", "SET_VRING_NUM", "SET_VRING_BASE",
+    "SET_VRING_ADDR", "GET_VRING_BASE", "GET_VRING_BASE_SKIP_DRAIN",
+    "SET_VRING_KICK", "SET_VRING_CALL", "SET_VRING_ERR", "SET_VRING_ENABLE",
+    "GET_INFLIGHT_FD", "SET_INFLIGHT_FD", "SET_DEVICE_STATE_FD",
+    "CHECK_DEVICE_STATE"])}
+OP_PIPE_WRITE, OP_PIPE_READ, OP_PIPE_CLOSE, OP_WATCHES = 0xf0, 0xf1, 0xf2, 0xf3
+VU_PROTOCOL = (1 << 12) | (1 << 19) | (1 << 20) | (1 << 23)
+VU_FEATURES = (1 << 32) | (1 << 30)
+INFLIGHT_QUEUE_SIZE = 128
+
+
+def vu_msg(name, payload=b"", flags=0):
+    return struct.pack("<BB", VU_REQ[name], flags) + payload.ljust(24, b"\0")
+
+
+def vu_started_and_stopped(nq):
+    """Negotiation, the region asked for and handed back, each queue set up
+    and stopped with GET_VRING_BASE_SKIP_DRAIN."""
+    qs = INFLIGHT_QUEUE_SIZE
+    # libvhost-user's queue region: 16 bytes per descriptor and the used
+    # index, in units of 64 bytes
+    region = nq * ((16 * qs + 2 + 63) // 64 * 64)
+    seq = (vu_msg("GET_FEATURES") + vu_msg("GET_PROTOCOL_FEATURES") +
+           vu_msg("SET_PROTOCOL_FEATURES", struct.pack("<Q", VU_PROTOCOL)) +
+           vu_msg("SET_FEATURES", struct.pack("<Q", VU_FEATURES)) +
+           vu_msg("GET_INFLIGHT_FD", struct.pack("<QQHH", 0, 0, nq, qs)) +
+           vu_msg("SET_INFLIGHT_FD", struct.pack("<QQHH", region, 0, nq, qs), 8))
+    for q in range(nq):
+        seq += (vu_msg("SET_VRING_NUM", struct.pack("<II", q, qs)) +
+                vu_msg("SET_VRING_BASE", struct.pack("<II", q, 0)) +
+                vu_msg("SET_VRING_CALL", struct.pack("<Q", q)) +
+                vu_msg("SET_VRING_ENABLE", struct.pack("<II", q, 1)))
+    for q in range(nq):
+        seq += vu_msg("GET_VRING_BASE_SKIP_DRAIN", struct.pack("<II", q, 0))
+    return seq
+
+
+def vu_message_seeds():
+    save = (vu_msg("SET_DEVICE_STATE_FD", struct.pack("<II", 0, 0)) +
+            bytes([OP_WATCHES, OP_PIPE_READ]) * 4 + vu_msg("CHECK_DEVICE_STATE"))
+    chunk = bytes(range(256)) * 4
+    load = (vu_msg("SET_DEVICE_STATE_FD", struct.pack("<II", 1, 0)) +
+            (struct.pack("<BH", OP_PIPE_WRITE, len(chunk)) + chunk +
+             bytes([OP_WATCHES])) * 2 +
+            bytes([OP_PIPE_CLOSE, OP_WATCHES]) + vu_msg("CHECK_DEVICE_STATE"))
+    # the device's queues - 1, the library's own pipe; the state's size
+    return {
+        "save-1q": struct.pack("<BH", 0, 1000) + vu_started_and_stopped(1) + save,
+        "save-2q-own-pipe": struct.pack("<BH", 1 | 4, 1000) +
+        vu_started_and_stopped(2) + save,
+        "load-1q": struct.pack("<BH", 0, 0) + vu_started_and_stopped(1) + load,
+        "load-2q-own-pipe": struct.pack("<BH", 1 | 4, 0) +
+        vu_started_and_stopped(2) + load,
+        "save-empty": struct.pack("<BH", 0, 0) + vu_started_and_stopped(1) + save,
+    }
+
+
 def real_region():
     d = vt.short_dir()
     try:
@@ -137,6 +205,7 @@ def main():
     write("vhost_inflight_check", seeds)
     write("vu_inflight_region", seeds_vu)
     write("virtio_inflight_load", seeds_virtio)
+    write("vu_messages", vu_message_seeds())
     return 0
 
 
