@@ -1,5 +1,5 @@
 # virtio-lm: a QEMU 10.2.2 patch series.  See README.md.
-.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch each-commit fuzz clean bench
+.PHONY: all deps base worktree build guest virtiofsd demo check export status checkpatch each-commit fuzz soak clean bench
 
 all: build
 
@@ -52,6 +52,13 @@ clean:
 # FUZZ_SECONDS per target (default 600); make check runs 30 s each.
 fuzz: build
 	@/usr/bin/python3 scripts/fuzz.py run $(or $(FUZZ_SECONDS),600)
+
+# Migrations under injected faults (tests/soak.py): SOAK_ROUNDS per
+# configuration (default 100), tables into docs/soak.md; make check runs
+# each fault once.
+soak: build guest
+	@scripts/build.sh --base
+	@/usr/bin/python3 tests/soak.py --rounds $(or $(SOAK_ROUNDS),100) --write-docs
 
 # Benchmarks (print ratios from one run; not part of check)
 bench: build guest virtiofsd

@@ -14,6 +14,9 @@
 #             on the ASan build)
 #   fuzz      each libFuzzer target (scripts/fuzz.py): its regression
 #             inputs, then FUZZ_SECONDS (30) of fuzzing from its seeds
+#   soak      the soak's smoke run (tests/soak.py --rounds 0): each fault of
+#             each configuration once, in an order seeded by SOAK_SEED or
+#             the time (the seed is printed)
 # One summary line per suite with its time in seconds, then "N passed,
 # N failed in S s".  Non-zero on any
 # failure.  SUITES="series build" runs a subset; later suites need build.
@@ -21,7 +24,7 @@ set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-SUITES=${SUITES:-"series build project asan qtest fuzz"}
+SUITES=${SUITES:-"series build project asan qtest fuzz soak"}
 LOGDIR=${VLM_LOGDIR:-$TOP/.cache/test-logs}
 mkdir -p "$LOGDIR"
 total_pass=0 total_fail=0
@@ -213,6 +216,17 @@ suite_fuzz() {
     record fuzz "$pass" "$fail"
 }
 
+suite_soak() {
+    local log=$LOGDIR/soak.log pass=0 fail=0
+    if /usr/bin/python3 "$TOP/tests/soak.py" --rounds 0 >"$log" 2>&1; then
+        pass=1
+    else
+        fail=1; tail -30 "$log"
+    fi
+    grep "^soak.py: seed" "$log"
+    record soak "$pass" "$fail"
+}
+
 for s in $SUITES; do
     suite_start=$SECONDS
     case $s in
@@ -222,6 +236,7 @@ for s in $SUITES; do
         asan) suite_asan ;;
         qtest) suite_qtest ;;
         fuzz) suite_fuzz ;;
+        soak) suite_soak ;;
         *) echo "unknown suite $s"; total_fail=$((total_fail + 1)) ;;
     esac
 done
