@@ -20,6 +20,10 @@ the configuration's (seeded: the seed is printed):
   cancel               migrate_cancel at a random moment
   dst-backend-kill     the destination's back-end is killed in precopy, and
                        a new one started on its socket
+  src-backend-restart  the source's back-end is killed while the guest
+                       writes, a new one started on its socket (QEMU
+                       reconnects and hands it the inflight region), and
+                       then the guest migrates
   socket-cut           the migration socket is shut down mid-stream
   refuse               the destination is the unpatched 10.2.2 build
 
@@ -57,7 +61,8 @@ QSD_IOPS = 40
 BANDWIDTH = 32 << 20
 FAULT_WINDOW = 3.0
 FAULTS = ("none", "dst-kill-precopy", "dst-kill-switchover", "cancel",
-          "dst-backend-kill", "socket-cut", "refuse")
+          "dst-backend-kill", "src-backend-restart", "socket-cut", "refuse")
+BACKEND_FAULTS = ("dst-backend-kill", "src-backend-restart")
 
 
 def fd_count(pid):
@@ -172,7 +177,8 @@ class Qsd(Config):
 
     def disk(self, refuse, side):
         sock = self.qsd[side].vhost_sock
-        im = None if refuse else self.inflight
+        # Off is the default: left out, as a user would (and 10.2.2 must)
+        im = True if self.inflight and not refuse else None
         return None, vt.vhost_user_blk_device(sock, inflight_migration=im)
 
     def long_lived(self):
@@ -202,7 +208,7 @@ class QsdInflightOff(Qsd):
 
 class VirtioBlk(Config):
     name = "virtio-blk"
-    faults = tuple(f for f in FAULTS if f != "dst-backend-kill")
+    faults = tuple(f for f in FAULTS if f not in BACKEND_FAULTS)
 
     def disk(self, refuse, side):
         props = "" if refuse else ",inflight-vmstate=on"
@@ -271,6 +277,13 @@ class Soak:
     def hop(self, src, fault):
         """One round; returns (outcome, the node the guest runs on)."""
         cfg = self.cfg
+        if fault == "src-backend-restart":
+            # Killed with requests in flight, while the guest runs: the new
+            # one resubmits them from the inflight region QEMU hands it
+            time.sleep(self.rng.uniform(0, 1))
+            os.kill(cfg.backend_of(src).pid, signal.SIGKILL)
+            cfg.restart_backend(src, True)
+            self.wait_writes(src)
         dst = cfg.node(src, refuse=fault == "refuse")
         # The source keeps its capabilities from one migration to the next
         caps = [{"capability": "return-path", "state": True},

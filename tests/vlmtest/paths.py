@@ -18,7 +18,9 @@ QSD_BASE = os.path.join(CACHE, "build-base", "storage-daemon", "qemu-storage-dae
 # Upstream QEMU (the 11.0 line), built by scripts/upstream.sh
 QEMU_UPSTREAM = os.path.join(CACHE, "build-upstream", "qemu-system-x86_64")
 QEMU_IMG = os.path.join(BUILD, "qemu-img")
-QSD = os.path.join(BUILD, "storage-daemon", "qemu-storage-daemon")
+# VLM_QSD runs them on another build of qemu-storage-daemon (the base).
+QSD = os.environ.get("VLM_QSD") or os.path.join(BUILD, "storage-daemon",
+                                                "qemu-storage-daemon")
 # VLM_VUB runs the tests on another build of contrib/vhost-user-blk (ASan).
 VUB = os.environ.get("VLM_VUB") or os.path.join(BUILD, "contrib", "vhost-user-blk",
                                                 "vhost-user-blk")
