@@ -60,6 +60,7 @@ QSD_IOPS = 40
 # Precopy of the guest's 256 MiB (about 90 MiB not zero) takes about 3 s
 BANDWIDTH = 32 << 20
 FAULT_WINDOW = 3.0
+RECONNECT_WAIT = 2.5
 FAULTS = ("none", "dst-kill-precopy", "dst-kill-switchover", "cancel",
           "dst-backend-kill", "src-backend-restart", "socket-cut", "refuse")
 BACKEND_FAULTS = ("dst-backend-kill", "src-backend-restart")
@@ -283,7 +284,10 @@ class Soak:
             time.sleep(self.rng.uniform(0, 1))
             os.kill(cfg.backend_of(src).pid, signal.SIGKILL)
             cfg.restart_backend(src, True)
-            self.wait_writes(src)
+            # QEMU reconnects within its reconnect-ms (1 s); until then a
+            # migration is blocked.  The console's count lags by up to 1 s.
+            time.sleep(RECONNECT_WAIT)
+            self.wait_writes(src, 2 * WRITERS)
         dst = cfg.node(src, refuse=fault == "refuse")
         # The source keeps its capabilities from one migration to the next
         caps = [{"capability": "return-path", "state": True},
