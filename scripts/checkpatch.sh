@@ -21,10 +21,13 @@ while read -r p; do
         bad+=("$p")
     fi
 done < <(series_patches)
-# Patches not listed in the series are a mistake too.
+# Patches not listed in the series are a mistake too.  (Not a pipe into
+# grep -q: under pipefail, the writer's SIGPIPE when grep stops early
+# would fail the pipeline.)
+listed=$(series_patches)
 for f in "$PATCH_DIR"/*.patch; do
     [ -e "$f" ] || continue
-    series_patches | grep -qxF "$(basename "$f")" ||
+    grep -qxF "$(basename "$f")" <<<"$listed" ||
         { echo "FAIL $(basename "$f"): not listed in patches/series"; bad+=("$(basename "$f")"); }
 done
 if [ ${#bad[@]} -gt 0 ]; then

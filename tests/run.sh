@@ -16,7 +16,8 @@
 #             inputs, then FUZZ_SECONDS (30) of fuzzing from its seeds
 #   soak      the soak's smoke run (tests/soak.py --rounds 0): each fault of
 #             each configuration once, in an order seeded by SOAK_SEED or
-#             the time (the seed is printed)
+#             the time (the seed is printed); then contrib-blk and
+#             virtio-blk again on the ASan builds
 # One summary line per suite with its time in seconds, then "N passed,
 # N failed in S s".  Non-zero on any
 # failure.  SUITES="series build" runs a subset; later suites need build.
@@ -217,11 +218,24 @@ suite_fuzz() {
 }
 
 suite_soak() {
-    local log=$LOGDIR/soak.log pass=0 fail=0
-    if /usr/bin/python3 "$TOP/tests/soak.py" --rounds 0 >"$log" 2>&1; then
-        pass=1
+    local log=$LOGDIR/soak.log pass=0 fail=0 a=$VLM_CACHE/build-asan
+    : >"$log"
+    if /usr/bin/python3 "$TOP/tests/soak.py" --rounds 0 >>"$log" 2>&1; then
+        pass=$((pass + 1))
     else
-        fail=1; tail -30 "$log"
+        fail=$((fail + 1)); tail -30 "$log"
+    fi
+    # Again on the ASan builds (the asan suite built them), with
+    # LeakSanitizer: every QEMU and back-end that quits is checked
+    if [ -x "$a/qemu-system-x86_64" ] &&
+       VLM_QEMU=$a/qemu-system-x86_64 \
+       VLM_VUB=$a/contrib/vhost-user-blk/vhost-user-blk \
+       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+       /usr/bin/python3 "$TOP/tests/soak.py" --rounds 0 \
+           --configs contrib-blk,virtio-blk >>"$log" 2>&1; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1)); tail -30 "$log"
     fi
     grep "^soak.py: seed" "$log"
     record soak "$pass" "$fail"
