@@ -33,17 +33,20 @@ the source runs, its fd count is back to where it was, and its writes go on
 at the end, the fd count and RSS of the long-lived processes (the storage
 daemons) are sampled: the fd count must not grow.
 
-  soak.py [--rounds N] [--seed S] [--configs A,B] [--write-docs]
+  soak.py [--rounds N] [--seed S] [--configs A,B] [--faults F,G]
+          [--write-docs]
 
 --rounds 0 runs each fault of each configuration once, in a seeded order
 (the test command's smoke run).  --write-docs puts the tables into
-docs/soak.md.
+docs/soak.md.  A failed run keeps its logs and consoles in
+.cache/soak-failures/SEED-CONFIG-roundN/.
 """
 
 import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -229,6 +232,7 @@ class Soak:
         self.samples = []           # [(round, [(name, fds, rss KiB)])]
         self.writes = 0
         self.hops = 0
+        self.round = 0
 
     def soak_lines(self, guest):
         return [ln for ln in guest.vlm_lines() if ln.startswith(("soak ", "mismatch",
@@ -372,6 +376,7 @@ class Soak:
         self.wait_writes(node)
         self.sample(0, node)
         for i, fault in enumerate(faults, 1):
+            self.round = i
             self.log("%s round %d/%d: %s" % (self.cfg.name, i, len(faults), fault))
             node = self.hop(node, fault)
             if i % 10 == 0:
@@ -442,14 +447,14 @@ class CutProxy:
             c.close()
 
 
-def plan(cfg, rounds, rng):
+def plan(cfg, rounds, rng, only=None):
     """The faults of each round: each once in a seeded order for rounds 0;
-    else 40% none and the rest drawn evenly."""
-    faults = list(cfg.faults)
+    else 40% none and the rest drawn evenly (of only, if given)."""
+    faults = [f for f in cfg.faults if not only or f in only]
     if rounds == 0:
         rng.shuffle(faults)
         return faults
-    others = [f for f in faults if f != "none"]
+    others = [f for f in faults if f != "none"] or ["none"]
     return ["none" if rng.random() < 0.4 else rng.choice(others)
             for _ in range(rounds)]
 
@@ -497,12 +502,25 @@ def write_docs(text):
         f.write(s)
 
 
+def keep_logs(path, name):
+    """The logs and consoles of a failed run, for after the work directory
+    is gone."""
+    out = os.path.join(os.environ.get("VLM_CACHE", os.path.join(TOP, ".cache")),
+                       "soak-failures", name)
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(path):
+        if f.endswith((".log", ".console")):
+            shutil.copy(os.path.join(path, f), out)
+    print("soak.py: logs kept in %s" % out, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--seed", type=int,
                     default=int(os.environ.get("SOAK_SEED") or time.time()))
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--faults", help="only these faults (and none)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     print("soak.py: seed %d (--seed %d repeats this run)" % (args.seed, args.seed),
@@ -514,7 +532,12 @@ def main():
         with vt.Workdir() as wd:
             cfg = CONFIGS[name](wd)
             s = Soak(cfg, rng, lambda m: print("soak.py: " + m, flush=True))
-            s.run(plan(cfg, args.rounds, rng))
+            try:
+                s.run(plan(cfg, args.rounds, rng,
+                           args.faults.split(",") if args.faults else None))
+            except Exception:
+                keep_logs(wd.path, "%d-%s-round%d" % (args.seed, name, s.round))
+                raise
             results[name] = s
     text = report(results, args.seed, args.rounds, time.monotonic() - t0)
     print(text)
