@@ -6,6 +6,9 @@ Each configuration is a guest, its disk, and how the destinations are made:
 
   contrib-blk      vhost-user-blk on contrib/vhost-user-blk --latency 300,
                    inflight-migration=on, a new back-end for each QEMU
+  contrib-blk-state  the same with backend-state=on: the first back-end's
+                   synthetic state of 1 MiB moves from back-end to back-end
+                   (each migration: the destination's loaded the source's)
   qsd-inflight-on  vhost-user-blk on two long-lived qemu-storage-daemons,
   qsd-inflight-off throttled, one per side, inflight-migration on or off
   virtio-blk       virtio-blk with inflight-vmstate=on
@@ -60,6 +63,7 @@ TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
 WRITERS = 4
 CONTRIB_LATENCY_MS = 300
 QSD_IOPS = 40
+STATE_SIZE = 1 << 20
 # Precopy of the guest's 256 MiB (about 90 MiB not zero) takes about 3 s
 BANDWIDTH = 32 << 20
 FAULT_WINDOW = 3.0
@@ -124,6 +128,9 @@ class Config:
     def backend_of(self, node):
         return node.backend
 
+    def check_completed(self, src, dst):
+        """What a completed migration must have moved besides the guest."""
+
     def long_lived(self):
         return []
 
@@ -140,12 +147,15 @@ class ContribBlk(Config):
     name = "contrib-blk"
 
     def disk(self, refuse, side):
+        return self.contrib(refuse)
+
+    def contrib(self, refuse, extra=(), props=""):
         sock = self.path("vub%d.sock" % self.n)
         b = self.wd.add(vt.ContribBlk(self.wd.path, "vub%d" % self.n, self.img,
-                                      sock, CONTRIB_LATENCY_MS))
+                                      sock, CONTRIB_LATENCY_MS, extra))
         self.all_backends.append(b)
         return b, vt.vhost_user_blk_device(sock, inflight_migration=None if refuse
-                                           else True)
+                                           else True, extra=props)
 
     def __init__(self, wd):
         self.all_backends = []
@@ -161,8 +171,38 @@ class ContribBlk(Config):
         self.restarts += 1
         node.backend = self.wd.add(vt.ContribBlk(
             self.wd.path, "vub-restart%d" % self.restarts, self.img,
-            node.backend.vhost_sock, CONTRIB_LATENCY_MS))
+            node.backend.vhost_sock, CONTRIB_LATENCY_MS, self.restart_extra))
         self.all_backends.append(node.backend)
+
+    # A restarted back-end starts as a destination's: its state is gone
+    restart_extra = ()
+
+
+class ContribBlkState(ContribBlk):
+    """The same, with the back-end's internal state migrated
+    (backend-state=on): contrib/vhost-user-blk's synthetic state of 1 MiB,
+    which each destination's back-end, started empty, loads."""
+
+    name = "contrib-blk-state"
+    restart_extra = ("--state-size", "0")
+
+    def disk(self, refuse, side):
+        first = not self.all_backends
+        return self.contrib(refuse, ["--state-size", str(STATE_SIZE if first else 0),
+                                     "--state-seed", str(self.n)],
+                            "" if refuse else ",backend-state=on")
+
+    def check_completed(self, src, dst):
+        saved = states(self.backend_of(src), "saved")
+        loaded = states(self.backend_of(dst), "loaded")
+        if not saved or not loaded or saved[-1] != loaded[-1]:
+            raise vt.TestError("%s saved %s, %s loaded %s" % (
+                src.guest.name, saved[-1:], dst.guest.name, loaded[-1:]))
+
+
+def states(backend, what):
+    """[(size, sha256)] of the states contrib/vhost-user-blk logged."""
+    return re.findall(r"state %s: (\d+) bytes, sha256 (\w+)" % what, backend.log())
 
 
 class Qsd(Config):
@@ -219,7 +259,8 @@ class VirtioBlk(Config):
         return None, vt.virtio_blk(self.img, props, werror=None)
 
 
-CONFIGS = {c.name: c for c in (ContribBlk, QsdInflightOn, QsdInflightOff, VirtioBlk)}
+CONFIGS = {c.name: c for c in (ContribBlk, ContribBlkState, QsdInflightOn,
+                                QsdInflightOff, VirtioBlk)}
 
 
 class Soak:
@@ -348,6 +389,7 @@ class Soak:
             vt.wait_for(lambda: dst.guest.cmd("query-status")["status"] == "running",
                         60, "destination running")
             self.downtimes.append(info.get("downtime", 0))
+            cfg.check_completed(src, dst)
             self.check_verifier(src.guest)
             src.stop()
             self.wait_writes(dst)
