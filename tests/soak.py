@@ -320,6 +320,20 @@ class Soak:
                 seen.setdefault(name, [(fds, rss)]).append((fds, rss))
         return {name: (v[0], v[-1]) for name, v in seen.items()}
 
+    def kill_in_precopy(self, src, dst):
+        """Kill the destination, unless precopy is over: the source waits
+        at pre-switchover then, and must not complete once the guest's
+        new home is dead (a kill that came too late would kill the guest)."""
+        status = src.guest.cmd("query-migrate")["status"]
+        if status == "pre-switchover":
+            src.guest.cmd("migrate-continue", state="pre-switchover")
+            return
+        dst.guest.kill()
+        vt.wait_for(lambda: src.guest.cmd("query-migrate")["status"] in
+                    ("pre-switchover",) + vt.ENDED, 60, "the migration to end")
+        if src.guest.cmd("query-migrate")["status"] == "pre-switchover":
+            src.guest.cmd("migrate_cancel")
+
     def hop(self, src, fault):
         """One round; returns (outcome, the node the guest runs on)."""
         cfg = self.cfg
@@ -337,7 +351,7 @@ class Soak:
         # The source keeps its capabilities from one migration to the next
         caps = [{"capability": "return-path", "state": True},
                 {"capability": "pause-before-switchover",
-                 "state": fault == "dst-kill-switchover"}]
+                 "state": fault in ("dst-kill-precopy", "dst-kill-switchover")}]
         self.hops += 1
         path = cfg.path("mig%d" % self.hops)
         fds = fd_count(src.guest.pid)
@@ -359,7 +373,7 @@ class Soak:
         if fault in ("dst-kill-precopy", "cancel", "dst-backend-kill", "socket-cut"):
             time.sleep(self.rng.uniform(0, FAULT_WINDOW))
             if fault == "dst-kill-precopy":
-                dst.guest.kill()
+                self.kill_in_precopy(src, dst)
             elif fault == "cancel":
                 src.guest.cmd("migrate_cancel")
             elif fault == "dst-backend-kill":
